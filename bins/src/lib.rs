@@ -1,0 +1,1 @@
+//! Reference binaries of kraken-rs.

@@ -1,0 +1,453 @@
+//! Metainfo: the piece layout of a blob and the hash of every piece.
+//!
+//! Peers exchange a blob as pieces of `piece_length` bytes (the last may be
+//! shorter) and check each against its SHA-256 before it counts, so a lying
+//! peer is caught after one piece rather than after the whole blob. The
+//! torrent's identity, its [`InfoHash`], is the SHA-256 of the canonical
+//! binary encoding produced by [`MetaInfo::to_bytes`]; equal metainfo always
+//! encodes to equal bytes.
+//!
+//! Generation reads the blob once and uses two threads: one computes the
+//! blob's digest, the other the piece hashes, so both cores of a small host
+//! hash at once.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Read};
+use std::ops::Range;
+use std::path::Path;
+use std::sync::mpsc;
+use std::thread;
+
+use bytesize::ByteSize;
+use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
+
+use crate::{Algorithm, Digest, InfoHash, PieceIndex};
+
+/// The most pieces one blob may have; bounds decoding and allocation.
+pub const MAX_PIECES: u32 = 1 << 20;
+
+/// The largest piece length accepted.
+pub const MAX_PIECE_LENGTH: u64 = 1 << 30;
+
+const MAGIC: &[u8; 4] = b"KRMI";
+const VERSION: u8 = 1;
+const PIECE_HASH_LEN: usize = 32;
+
+/// Why a metainfo could not be built or decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetaInfoError {
+    /// The encoding ends before its declared content.
+    #[error("metainfo is truncated")]
+    Truncated,
+    /// The encoding does not start with the metainfo magic.
+    #[error("not a metainfo encoding (bad magic)")]
+    BadMagic,
+    /// The encoding has a version this build cannot read.
+    #[error("unsupported metainfo version {0}")]
+    UnsupportedVersion(u8),
+    /// The digest algorithm code is unknown.
+    #[error("unknown digest algorithm code {0}")]
+    UnknownAlgorithm(u8),
+    /// The piece length is zero or larger than [`MAX_PIECE_LENGTH`].
+    #[error("piece length {0} is out of range (1 B to 1 GiB)")]
+    BadPieceLength(u64),
+    /// The blob would have more than [`MAX_PIECES`] pieces.
+    #[error("blob of {length} bytes in pieces of {piece_length} has too many pieces")]
+    TooManyPieces {
+        /// Blob length in bytes.
+        length: u64,
+        /// Piece length in bytes.
+        piece_length: u64,
+    },
+    /// The number of piece hashes does not match length and piece length.
+    #[error("expected {expected} piece hashes, found {found}")]
+    PieceCountMismatch {
+        /// Pieces implied by the lengths.
+        expected: u32,
+        /// Hashes present.
+        found: u32,
+    },
+    /// Bytes follow the last piece hash.
+    #[error("metainfo has {0} trailing bytes")]
+    TrailingBytes(usize),
+}
+
+/// The piece layout and piece hashes of one blob.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MetaInfo {
+    digest: Digest,
+    length: u64,
+    piece_length: u64,
+    piece_hashes: Vec<[u8; PIECE_HASH_LEN]>,
+    info_hash: InfoHash,
+}
+
+impl MetaInfo {
+    /// Assembles a metainfo from its parts.
+    ///
+    /// # Errors
+    ///
+    /// When the piece length is out of range or the number of hashes does
+    /// not fit the blob length.
+    pub fn new(
+        digest: Digest,
+        length: u64,
+        piece_length: u64,
+        piece_hashes: Vec<[u8; 32]>,
+    ) -> Result<Self, MetaInfoError> {
+        let expected = piece_count(length, piece_length)?;
+        let found = u32::try_from(piece_hashes.len()).unwrap_or(u32::MAX);
+        if expected != found {
+            return Err(MetaInfoError::PieceCountMismatch { expected, found });
+        }
+        let mut info = MetaInfo {
+            digest,
+            length,
+            piece_length,
+            piece_hashes,
+            info_hash: InfoHash::from_bytes([0; 32]),
+        };
+        info.info_hash = InfoHash::from_bytes(sha2::Sha256::digest(info.to_bytes()).into());
+        Ok(info)
+    }
+
+    /// Returns the digest of the whole blob.
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    /// Returns the blob's length in bytes.
+    pub fn length(&self) -> u64 {
+        self.length
+    }
+
+    /// Returns the length of every piece but the last.
+    pub fn piece_length(&self) -> u64 {
+        self.piece_length
+    }
+
+    /// Returns the number of pieces; zero for an empty blob.
+    pub fn piece_count(&self) -> u32 {
+        self.piece_hashes.len() as u32
+    }
+
+    /// Returns the torrent identity: the SHA-256 of [`MetaInfo::to_bytes`].
+    pub fn info_hash(&self) -> InfoHash {
+        self.info_hash
+    }
+
+    /// Returns the byte range piece `i` covers, or `None` past the last piece.
+    pub fn piece_range(&self, i: PieceIndex) -> Option<Range<u64>> {
+        if i.0 >= self.piece_count() {
+            return None;
+        }
+        let start = u64::from(i.0) * self.piece_length;
+        Some(start..(start + self.piece_length).min(self.length))
+    }
+
+    /// Returns the length of piece `i`, or `None` past the last piece.
+    pub fn piece_len(&self, i: PieceIndex) -> Option<u64> {
+        self.piece_range(i).map(|r| r.end - r.start)
+    }
+
+    /// Returns the SHA-256 of piece `i`, or `None` past the last piece.
+    pub fn piece_hash(&self, i: PieceIndex) -> Option<&[u8; 32]> {
+        self.piece_hashes.get(i.as_usize())
+    }
+
+    /// Returns true when `data` is exactly piece `i`: the right length and
+    /// the right SHA-256.
+    pub fn verify_piece(&self, i: PieceIndex, data: &[u8]) -> bool {
+        match (self.piece_len(i), self.piece_hash(i)) {
+            (Some(len), Some(hash)) => {
+                len == data.len() as u64 && &sha256(data) == hash
+            }
+            _ => false,
+        }
+    }
+
+    /// Returns the pieces that hold the bytes of `range`, clamped to the
+    /// blob; empty when the range is empty or starts past the end.
+    pub fn pieces_for(&self, range: Range<u64>) -> Range<u32> {
+        let end = range.end.min(self.length);
+        if range.start >= end {
+            return 0..0;
+        }
+        let first = range.start / self.piece_length;
+        let last = (end - 1) / self.piece_length;
+        first as u32..last as u32 + 1
+    }
+
+    /// Encodes the metainfo canonically.
+    ///
+    /// Layout, integers big-endian: magic `KRMI`, version byte (1), digest
+    /// algorithm byte (1 = sha256, 2 = sha512), digest hash, length (u64),
+    /// piece length (u64), piece count (u32), then 32 bytes per piece.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let hash = self.digest.as_bytes();
+        let mut out =
+            Vec::with_capacity(4 + 2 + hash.len() + 20 + self.piece_hashes.len() * PIECE_HASH_LEN);
+        out.extend_from_slice(MAGIC);
+        out.push(VERSION);
+        out.push(self.digest.algorithm().code());
+        out.extend_from_slice(hash);
+        out.extend_from_slice(&self.length.to_be_bytes());
+        out.extend_from_slice(&self.piece_length.to_be_bytes());
+        out.extend_from_slice(&self.piece_count().to_be_bytes());
+        for piece in &self.piece_hashes {
+            out.extend_from_slice(piece);
+        }
+        out
+    }
+
+    /// Decodes the canonical encoding, checking every length first.
+    ///
+    /// # Errors
+    ///
+    /// A [`MetaInfoError`] for anything malformed; never panics.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, MetaInfoError> {
+        let mut r = ByteReader(bytes);
+        if r.take(4)? != MAGIC {
+            return Err(MetaInfoError::BadMagic);
+        }
+        let version = r.take(1)?[0];
+        if version != VERSION {
+            return Err(MetaInfoError::UnsupportedVersion(version));
+        }
+        let code = r.take(1)?[0];
+        let algorithm = Algorithm::from_code(code).ok_or(MetaInfoError::UnknownAlgorithm(code))?;
+        let digest = Digest::from_bytes(algorithm, r.take(algorithm.hash_len())?)
+            .expect("took exactly the hash length");
+        let length = r.u64()?;
+        let piece_length = r.u64()?;
+        let found = r.u32()?;
+        let expected = piece_count(length, piece_length)?;
+        if found != expected {
+            return Err(MetaInfoError::PieceCountMismatch { expected, found });
+        }
+        let hashes = r.take(found as usize * PIECE_HASH_LEN)?;
+        if !r.0.is_empty() {
+            return Err(MetaInfoError::TrailingBytes(r.0.len()));
+        }
+        let piece_hashes = hashes
+            .chunks_exact(PIECE_HASH_LEN)
+            .map(|c| c.try_into().expect("exact chunk"))
+            .collect();
+        MetaInfo::new(digest, length, piece_length, piece_hashes)
+    }
+
+    /// Builds the metainfo of an in-memory blob.
+    pub fn of_bytes(data: &[u8], algorithm: Algorithm, lengths: &PieceLengths) -> Self {
+        Self::from_reader(data, data.len() as u64, algorithm, lengths)
+            .expect("a slice yields exactly its length")
+    }
+
+    /// Builds the metainfo of a file in one pass over a memory map.
+    ///
+    /// Blocking: call it from `spawn_blocking` in async code.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be opened, mapped or read.
+    pub fn from_file(
+        path: &Path,
+        algorithm: Algorithm,
+        lengths: &PieceLengths,
+    ) -> io::Result<Self> {
+        let file = File::open(path)?;
+        let length = file.metadata()?.len();
+        if length == 0 {
+            return Self::from_reader(io::empty(), 0, algorithm, lengths);
+        }
+        // SAFETY: the map is read-only and private to this call. Blobs are
+        // written once and published by rename, so nothing writes to a file
+        // while its metainfo is built; callers hash only files they own.
+        let map = unsafe { memmap2::Mmap::map(&file)? };
+        let piece_length = lengths.piece_length_for(length);
+        let (digest, piece_hashes) = thread::scope(|s| {
+            let whole = s.spawn(|| Digest::of(algorithm, &map));
+            let pieces = map.chunks(piece_length as usize).map(sha256).collect();
+            (whole.join().expect("digest thread panicked"), pieces)
+        });
+        Self::new(digest, length, piece_length, piece_hashes).map_err(io::Error::other)
+    }
+
+    /// Builds the metainfo of the `length` bytes `reader` yields, in one pass.
+    ///
+    /// Blocking: call it from `spawn_blocking` in async code.
+    ///
+    /// # Errors
+    ///
+    /// When reading fails, or with [`io::ErrorKind::InvalidData`] when the
+    /// reader yields fewer or more than `length` bytes.
+    pub fn from_reader(
+        mut reader: impl Read,
+        length: u64,
+        algorithm: Algorithm,
+        lengths: &PieceLengths,
+    ) -> io::Result<Self> {
+        let piece_length = lengths.piece_length_for(length);
+        let count = piece_count(length, piece_length).map_err(io::Error::other)?;
+        let mut whole = algorithm.hasher();
+        let pieces = thread::scope(|s| -> io::Result<_> {
+            let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(4);
+            let hasher = s.spawn(move || rx.into_iter().map(|p| sha256(&p)).collect::<Vec<_>>());
+            let mut remaining = length;
+            for _ in 0..count {
+                let piece = read_piece(&mut reader, piece_length.min(remaining))?;
+                remaining -= piece.len() as u64;
+                whole.update(&piece);
+                if tx.send(piece).is_err() {
+                    break;
+                }
+            }
+            drop(tx);
+            Ok(hasher.join().expect("piece hasher panicked"))
+        })?;
+        if reader.read(&mut [0])? != 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "blob is longer than stated"));
+        }
+        Self::new(whole.finish(), length, piece_length, pieces).map_err(io::Error::other)
+    }
+}
+
+fn sha256(data: &[u8]) -> [u8; PIECE_HASH_LEN] {
+    sha2::Sha256::digest(data).into()
+}
+
+fn read_piece(reader: &mut impl Read, len: u64) -> io::Result<Vec<u8>> {
+    let mut piece = Vec::with_capacity(len as usize);
+    reader.take(len).read_to_end(&mut piece)?;
+    if piece.len() as u64 != len {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "blob is shorter than stated"));
+    }
+    Ok(piece)
+}
+fn piece_count(length: u64, piece_length: u64) -> Result<u32, MetaInfoError> {
+    if piece_length == 0 || piece_length > MAX_PIECE_LENGTH {
+        return Err(MetaInfoError::BadPieceLength(piece_length));
+    }
+    match u32::try_from(length.div_ceil(piece_length)) {
+        Ok(n) if n <= MAX_PIECES => Ok(n),
+        _ => Err(MetaInfoError::TooManyPieces { length, piece_length }),
+    }
+}
+
+struct ByteReader<'a>(&'a [u8]);
+
+impl<'a> ByteReader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], MetaInfoError> {
+        if self.0.len() < n {
+            return Err(MetaInfoError::Truncated);
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn u64(&mut self) -> Result<u64, MetaInfoError> {
+        Ok(u64::from_be_bytes(self.take(8)?.try_into().expect("8 bytes")))
+    }
+
+    fn u32(&mut self) -> Result<u32, MetaInfoError> {
+        Ok(u32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")))
+    }
+}
+
+impl std::fmt::Debug for MetaInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetaInfo")
+            .field("digest", &self.digest)
+            .field("length", &self.length)
+            .field("piece_length", &self.piece_length)
+            .field("pieces", &self.piece_count())
+            .field("info_hash", &self.info_hash)
+            .finish()
+    }
+}
+
+/// The table that picks a piece length from a blob's size.
+///
+/// Each row maps a minimum blob size to a piece length; the row with the
+/// largest minimum not above the blob's size wins. The default uses 4 MiB
+/// pieces up to 8 GiB and doubles the piece length with each doubling of
+/// size after that, so blobs up to 128 GiB have at most 2,048 pieces.
+///
+/// In config it is a map of human sizes: `{ "0" = "4MiB", "8GiB" = "8MiB" }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "BTreeMap<ByteSize, ByteSize>", into = "BTreeMap<ByteSize, ByteSize>")]
+pub struct PieceLengths {
+    rows: Vec<(u64, u64)>,
+}
+
+/// Why a piece length table is invalid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PieceLengthsError {
+    /// No row starts at size zero, so small blobs would have no length.
+    #[error("piece length table needs a row for size 0")]
+    NoZeroRow,
+    /// A row's piece length is zero or above 1 GiB.
+    #[error("piece length {0} is out of range (1 B to 1 GiB)")]
+    BadLength(u64),
+}
+
+impl PieceLengths {
+    /// Builds a table from `(minimum blob size, piece length)` rows.
+    ///
+    /// # Errors
+    ///
+    /// When no row starts at zero or a piece length is out of range.
+    pub fn new(rows: impl IntoIterator<Item = (u64, u64)>) -> Result<Self, PieceLengthsError> {
+        let mut rows: Vec<_> = rows.into_iter().collect();
+        rows.sort_unstable();
+        rows.dedup_by_key(|r| r.0);
+        if rows.first().is_none_or(|r| r.0 != 0) {
+            return Err(PieceLengthsError::NoZeroRow);
+        }
+        if let Some(&(_, bad)) = rows.iter().find(|r| r.1 == 0 || r.1 > MAX_PIECE_LENGTH) {
+            return Err(PieceLengthsError::BadLength(bad));
+        }
+        Ok(PieceLengths { rows })
+    }
+
+    /// A table with one piece length for every size; handy in tests.
+    pub fn fixed(piece_length: u64) -> Result<Self, PieceLengthsError> {
+        Self::new([(0, piece_length)])
+    }
+
+    /// Returns the piece length for a blob of `size` bytes.
+    pub fn piece_length_for(&self, size: u64) -> u64 {
+        self.rows.iter().rev().find(|r| r.0 <= size).expect("row for zero").1
+    }
+}
+
+impl Default for PieceLengths {
+    fn default() -> Self {
+        const MIB: u64 = 1 << 20;
+        const GIB: u64 = 1 << 30;
+        PieceLengths::new([
+            (0, 4 * MIB),
+            (8 * GIB, 8 * MIB),
+            (16 * GIB, 16 * MIB),
+            (32 * GIB, 32 * MIB),
+            (64 * GIB, 64 * MIB),
+        ])
+        .expect("default table is valid")
+    }
+}
+
+impl TryFrom<BTreeMap<ByteSize, ByteSize>> for PieceLengths {
+    type Error = PieceLengthsError;
+
+    fn try_from(map: BTreeMap<ByteSize, ByteSize>) -> Result<Self, Self::Error> {
+        PieceLengths::new(map.into_iter().map(|(k, v)| (k.as_u64(), v.as_u64())))
+    }
+}
+
+impl From<PieceLengths> for BTreeMap<ByteSize, ByteSize> {
+    fn from(table: PieceLengths) -> Self {
+        table.rows.into_iter().map(|(k, v)| (ByteSize(k), ByteSize(v))).collect()
+    }
+}

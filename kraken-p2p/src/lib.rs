@@ -1,0 +1,1 @@
+//! Peer-to-peer engine of kraken-rs. Work in progress: see the issues.

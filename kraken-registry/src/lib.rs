@@ -1,0 +1,1 @@
+//! Container-image layer of kraken-rs. Work in progress: see the issues.
