@@ -161,9 +161,7 @@ impl MetaInfo {
     /// the right SHA-256.
     pub fn verify_piece(&self, i: PieceIndex, data: &[u8]) -> bool {
         match (self.piece_len(i), self.piece_hash(i)) {
-            (Some(len), Some(hash)) => {
-                len == data.len() as u64 && &sha256(data) == hash
-            }
+            (Some(len), Some(hash)) => len == data.len() as u64 && &sha256(data) == hash,
             _ => false,
         }
     }
@@ -238,10 +236,39 @@ impl MetaInfo {
         MetaInfo::new(digest, length, piece_length, piece_hashes)
     }
 
-    /// Builds the metainfo of an in-memory blob.
+    /// Builds the metainfo of an in-memory blob, hashing the digest and the
+    /// pieces on two threads.
+    ///
+    /// # Panics
+    ///
+    /// When `lengths` cuts the blob into more than [`MAX_PIECES`] pieces,
+    /// which takes a table of tiny pieces meant for tests; use
+    /// [`MetaInfo::try_of_bytes`] where the table comes from outside.
     pub fn of_bytes(data: &[u8], algorithm: Algorithm, lengths: &PieceLengths) -> Self {
-        Self::from_reader(data, data.len() as u64, algorithm, lengths)
-            .expect("a slice yields exactly its length")
+        Self::try_of_bytes(data, algorithm, lengths).expect("piece count within MAX_PIECES")
+    }
+
+    /// Builds the metainfo of an in-memory blob, hashing the digest and the
+    /// pieces on two threads.
+    ///
+    /// # Errors
+    ///
+    /// [`MetaInfoError::TooManyPieces`] when `lengths` cuts the blob into
+    /// more than [`MAX_PIECES`] pieces.
+    pub fn try_of_bytes(
+        data: &[u8],
+        algorithm: Algorithm,
+        lengths: &PieceLengths,
+    ) -> Result<Self, MetaInfoError> {
+        let length = data.len() as u64;
+        let piece_length = lengths.piece_length_for(length);
+        piece_count(length, piece_length)?;
+        let (digest, piece_hashes) = thread::scope(|s| {
+            let whole = s.spawn(|| Digest::of(algorithm, data));
+            let pieces = data.chunks(piece_length as usize).map(sha256).collect();
+            (whole.join().expect("digest thread panicked"), pieces)
+        });
+        Self::new(digest, length, piece_length, piece_hashes)
     }
 
     /// Builds the metainfo of a file in one pass over a memory map.
@@ -250,7 +277,8 @@ impl MetaInfo {
     ///
     /// # Errors
     ///
-    /// When the file cannot be opened, mapped or read.
+    /// When the file cannot be opened, mapped or read, or the table cuts it
+    /// into more than [`MAX_PIECES`] pieces.
     pub fn from_file(
         path: &Path,
         algorithm: Algorithm,
@@ -259,19 +287,13 @@ impl MetaInfo {
         let file = File::open(path)?;
         let length = file.metadata()?.len();
         if length == 0 {
-            return Self::from_reader(io::empty(), 0, algorithm, lengths);
+            return Ok(Self::of_bytes(&[], algorithm, lengths));
         }
         // SAFETY: the map is read-only and private to this call. Blobs are
         // written once and published by rename, so nothing writes to a file
         // while its metainfo is built; callers hash only files they own.
         let map = unsafe { memmap2::Mmap::map(&file)? };
-        let piece_length = lengths.piece_length_for(length);
-        let (digest, piece_hashes) = thread::scope(|s| {
-            let whole = s.spawn(|| Digest::of(algorithm, &map));
-            let pieces = map.chunks(piece_length as usize).map(sha256).collect();
-            (whole.join().expect("digest thread panicked"), pieces)
-        });
-        Self::new(digest, length, piece_length, piece_hashes).map_err(io::Error::other)
+        Self::try_of_bytes(&map, algorithm, lengths).map_err(io::Error::other)
     }
 
     /// Builds the metainfo of the `length` bytes `reader` yields, in one pass.
@@ -307,7 +329,10 @@ impl MetaInfo {
             Ok(hasher.join().expect("piece hasher panicked"))
         })?;
         if reader.read(&mut [0])? != 0 {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "blob is longer than stated"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "blob is longer than stated",
+            ));
         }
         Self::new(whole.finish(), length, piece_length, pieces).map_err(io::Error::other)
     }
@@ -321,7 +346,10 @@ fn read_piece(reader: &mut impl Read, len: u64) -> io::Result<Vec<u8>> {
     let mut piece = Vec::with_capacity(len as usize);
     reader.take(len).read_to_end(&mut piece)?;
     if piece.len() as u64 != len {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "blob is shorter than stated"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "blob is shorter than stated",
+        ));
     }
     Ok(piece)
 }
@@ -331,7 +359,10 @@ fn piece_count(length: u64, piece_length: u64) -> Result<u32, MetaInfoError> {
     }
     match u32::try_from(length.div_ceil(piece_length)) {
         Ok(n) if n <= MAX_PIECES => Ok(n),
-        _ => Err(MetaInfoError::TooManyPieces { length, piece_length }),
+        _ => Err(MetaInfoError::TooManyPieces {
+            length,
+            piece_length,
+        }),
     }
 }
 
@@ -348,11 +379,15 @@ impl<'a> ByteReader<'a> {
     }
 
     fn u64(&mut self) -> Result<u64, MetaInfoError> {
-        Ok(u64::from_be_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        Ok(u64::from_be_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
     }
 
     fn u32(&mut self) -> Result<u32, MetaInfoError> {
-        Ok(u32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        Ok(u32::from_be_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
     }
 }
 
@@ -377,7 +412,10 @@ impl std::fmt::Debug for MetaInfo {
 ///
 /// In config it is a map of human sizes: `{ "0" = "4MiB", "8GiB" = "8MiB" }`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "BTreeMap<ByteSize, ByteSize>", into = "BTreeMap<ByteSize, ByteSize>")]
+#[serde(
+    try_from = "BTreeMap<ByteSize, ByteSize>",
+    into = "BTreeMap<ByteSize, ByteSize>"
+)]
 pub struct PieceLengths {
     rows: Vec<(u64, u64)>,
 }
@@ -419,7 +457,12 @@ impl PieceLengths {
 
     /// Returns the piece length for a blob of `size` bytes.
     pub fn piece_length_for(&self, size: u64) -> u64 {
-        self.rows.iter().rev().find(|r| r.0 <= size).expect("row for zero").1
+        self.rows
+            .iter()
+            .rev()
+            .find(|r| r.0 <= size)
+            .expect("row for zero")
+            .1
     }
 }
 
@@ -448,6 +491,195 @@ impl TryFrom<BTreeMap<ByteSize, ByteSize>> for PieceLengths {
 
 impl From<PieceLengths> for BTreeMap<ByteSize, ByteSize> {
     fn from(table: PieceLengths) -> Self {
-        table.rows.into_iter().map(|(k, v)| (ByteSize(k), ByteSize(v))).collect()
+        table
+            .rows
+            .into_iter()
+            .map(|(k, v)| (ByteSize(k), ByteSize(v)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn blob(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 31 % 251) as u8).collect()
+    }
+
+    #[test]
+    fn layout_of_a_blob_with_a_short_last_piece() {
+        let data = blob(10);
+        let meta = MetaInfo::of_bytes(&data, Algorithm::Sha256, &PieceLengths::fixed(4).unwrap());
+        assert_eq!(meta.digest(), &Digest::sha256_of(&data));
+        assert_eq!(
+            (meta.length(), meta.piece_length(), meta.piece_count()),
+            (10, 4, 3)
+        );
+        assert_eq!(meta.piece_range(PieceIndex(2)), Some(8..10));
+        assert_eq!(meta.piece_range(PieceIndex(3)), None);
+        assert!(meta.verify_piece(PieceIndex(1), &data[4..8]));
+        assert!(meta.verify_piece(PieceIndex(2), &data[8..]));
+        assert!(
+            !meta.verify_piece(PieceIndex(2), &data[8..9]),
+            "short piece must fail"
+        );
+        assert!(
+            !meta.verify_piece(PieceIndex(0), &data[4..8]),
+            "wrong piece must fail"
+        );
+        assert!(!meta.verify_piece(PieceIndex(9), &data[..4]));
+        assert_eq!(meta.pieces_for(3..9), 0..3);
+        assert_eq!(meta.pieces_for(4..8), 1..2);
+        assert_eq!(meta.pieces_for(9..100), 2..3);
+        assert_eq!(meta.pieces_for(10..20), 0..0);
+    }
+
+    #[test]
+    fn empty_blob_has_no_pieces() {
+        let meta = MetaInfo::of_bytes(b"", Algorithm::Sha512, &PieceLengths::default());
+        assert_eq!(meta.piece_count(), 0);
+        assert_eq!(meta.digest(), &Digest::of(Algorithm::Sha512, b""));
+        assert_eq!(MetaInfo::from_bytes(&meta.to_bytes()).unwrap(), meta);
+    }
+
+    #[test]
+    fn reader_file_and_bytes_agree() {
+        let data = blob(100_000);
+        let lengths = PieceLengths::fixed(16 * 1024).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blob");
+        std::fs::write(&path, &data).unwrap();
+        for algorithm in [Algorithm::Sha256, Algorithm::Sha512] {
+            let from_bytes = MetaInfo::of_bytes(&data, algorithm, &lengths);
+            let from_file = MetaInfo::from_file(&path, algorithm, &lengths).unwrap();
+            assert_eq!(from_bytes, from_file);
+            assert_eq!(from_bytes.info_hash(), from_file.info_hash());
+        }
+    }
+
+    #[test]
+    fn reader_with_wrong_length_is_invalid_data() {
+        let data = blob(100);
+        let lengths = PieceLengths::fixed(32).unwrap();
+        for stated in [99, 101, 0, 64] {
+            let err = MetaInfo::from_reader(&data[..], stated, Algorithm::Sha256, &lengths)
+                .expect_err("length mismatch must fail");
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData, "stated {stated}");
+        }
+    }
+
+    #[test]
+    fn default_table_keeps_piece_counts_low() {
+        let table = PieceLengths::default();
+        assert_eq!(table.piece_length_for(0), 4 << 20);
+        assert_eq!(table.piece_length_for(300 << 20), 4 << 20);
+        for size in [1u64 << 30, 8 << 30, 10 << 30, 100 << 30, 128 << 30] {
+            let pieces = size.div_ceil(table.piece_length_for(size));
+            assert!(pieces <= 2048, "{size} bytes gives {pieces} pieces");
+        }
+    }
+
+    #[test]
+    fn table_from_config_with_human_sizes() {
+        let json = r#"{"0": "1MiB", "2GiB": "4MiB"}"#;
+        let table: PieceLengths = serde_json::from_str(json).unwrap();
+        assert_eq!(table.piece_length_for(2 << 30), 4 << 20);
+        assert_eq!(table.piece_length_for((2 << 30) - 1), 1 << 20);
+        assert!(serde_json::from_str::<PieceLengths>(r#"{"1MiB": "1MiB"}"#).is_err());
+        assert!(serde_json::from_str::<PieceLengths>(r#"{"0": "0B"}"#).is_err());
+    }
+
+    #[test]
+    fn decoding_rejects_malformed_encodings() {
+        let meta = MetaInfo::of_bytes(
+            &blob(50),
+            Algorithm::Sha256,
+            &PieceLengths::fixed(8).unwrap(),
+        );
+        let good = meta.to_bytes();
+        let mut bad_magic = good.clone();
+        bad_magic[0] = b'X';
+        assert_eq!(
+            MetaInfo::from_bytes(&bad_magic),
+            Err(MetaInfoError::BadMagic)
+        );
+        let mut bad_version = good.clone();
+        bad_version[4] = 9;
+        assert_eq!(
+            MetaInfo::from_bytes(&bad_version),
+            Err(MetaInfoError::UnsupportedVersion(9))
+        );
+        let mut bad_algorithm = good.clone();
+        bad_algorithm[5] = 7;
+        assert_eq!(
+            MetaInfo::from_bytes(&bad_algorithm),
+            Err(MetaInfoError::UnknownAlgorithm(7))
+        );
+        assert_eq!(
+            MetaInfo::from_bytes(&good[..good.len() - 1]),
+            Err(MetaInfoError::Truncated)
+        );
+        let mut trailing = good.clone();
+        trailing.push(0);
+        assert_eq!(
+            MetaInfo::from_bytes(&trailing),
+            Err(MetaInfoError::TrailingBytes(1))
+        );
+        let count_at = 4 + 2 + 32 + 16;
+        let mut huge_count = good.clone();
+        huge_count[count_at..count_at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(matches!(
+            MetaInfo::from_bytes(&huge_count),
+            Err(MetaInfoError::PieceCountMismatch { .. })
+        ));
+        let mut zero_piece = good;
+        zero_piece[count_at - 8..count_at].copy_from_slice(&0u64.to_be_bytes());
+        assert_eq!(
+            MetaInfo::from_bytes(&zero_piece),
+            Err(MetaInfoError::BadPieceLength(0))
+        );
+    }
+
+    #[test]
+    fn too_many_pieces_is_rejected() {
+        let err = MetaInfo::new(Digest::sha256_of(b""), u64::MAX, 1, Vec::new()).unwrap_err();
+        assert!(matches!(err, MetaInfoError::TooManyPieces { .. }));
+    }
+
+    proptest! {
+        #[test]
+        fn encoding_round_trips(len in 0usize..2000, piece in 1u64..300, sha512 in any::<bool>()) {
+            let algorithm = if sha512 { Algorithm::Sha512 } else { Algorithm::Sha256 };
+            let data = blob(len);
+            let meta = MetaInfo::of_bytes(&data, algorithm, &PieceLengths::fixed(piece).unwrap());
+            let bytes = meta.to_bytes();
+            let decoded = MetaInfo::from_bytes(&bytes).unwrap();
+            prop_assert_eq!(&decoded, &meta);
+            prop_assert_eq!(decoded.to_bytes(), bytes);
+            let total: u64 = (0..meta.piece_count())
+                .map(|i| meta.piece_len(PieceIndex(i)).unwrap())
+                .sum();
+            prop_assert_eq!(total, len as u64);
+        }
+
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = MetaInfo::from_bytes(&bytes);
+        }
+
+        #[test]
+        fn info_hash_changes_with_any_field(len in 1usize..500, piece in 1u64..64) {
+            let data = blob(len);
+            let lengths = PieceLengths::fixed(piece).unwrap();
+            let meta = MetaInfo::of_bytes(&data, Algorithm::Sha256, &lengths);
+            let other = MetaInfo::of_bytes(&data, Algorithm::Sha256, &PieceLengths::fixed(piece + 1).unwrap());
+            prop_assert_ne!(meta.info_hash(), other.info_hash());
+            let mut changed = data.clone();
+            changed[0] ^= 1;
+            prop_assert_ne!(meta.info_hash(), MetaInfo::of_bytes(&changed, Algorithm::Sha256, &lengths).info_hash());
+        }
     }
 }

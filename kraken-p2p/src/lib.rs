@@ -1,1 +1,7 @@
-//! Peer-to-peer engine of kraken-rs. Work in progress: see the issues.
+//! The peer-to-peer engine of kraken-rs: everything that moves blobs between
+//! hosts and is not specific to container images.
+//!
+//! This crate is being built up; today it holds the tracker's in-memory
+//! [`PeerStore`](kraken_core::PeerStore), [`tracker::MemoryPeerStore`].
+
+pub mod tracker;

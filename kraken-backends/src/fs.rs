@@ -1,0 +1,258 @@
+//! A backend kept in a directory tree: the embedded default, also useful on
+//! a shared mount (NFS, a CSI volume).
+//!
+//! Layout under the root:
+//!
+//! ```text
+//! <root>/<namespace components…>/@objects/<escaped name>
+//! <root>/@tmp/<random>            uploads in flight
+//! ```
+//!
+//! Namespace components are validated to `[A-Za-z0-9._-]` and so can never
+//! be `@objects` or `@tmp`, which keeps namespaces and objects apart. Object
+//! names are percent-encoded into a single file name (`/` and `%` and a
+//! leading `.` escaped), so no name reaches outside its namespace's
+//! directory. Uploads are written to `@tmp`, flushed to disk, then renamed
+//! into place, so a reader sees the old object or the new one, never a part.
+
+use std::io::{self, SeekFrom};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
+use kraken_core::{
+    Backend, BackendError, BackendErrorKind, BackendStream, Capabilities, ListPage, Namespace,
+    ObjectInfo, UploadBody, validate_object_name,
+};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio_util::io::ReaderStream;
+
+/// Bytes left as they are in file names; everything else is escaped.
+const KEEP: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'-')
+    .remove(b':')
+    .remove(b'@')
+    .remove(b'+')
+    .remove(b'=')
+    .remove(b',');
+
+/// The longest file name most Linux filesystems accept.
+const MAX_FILE_NAME: usize = 255;
+
+const OBJECTS_DIR: &str = "@objects";
+const TMP_DIR: &str = "@tmp";
+const READ_CHUNK: usize = 256 * 1024;
+
+/// Options of the filesystem backend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FsBackendOptions {
+    /// The directory that holds every object; created when missing.
+    pub root: PathBuf,
+}
+
+/// A [`Backend`] that keeps objects as files under one root directory.
+#[derive(Debug, Clone)]
+pub struct FsBackend {
+    root: PathBuf,
+}
+
+impl FsBackend {
+    /// Opens the backend, creating its root when missing.
+    ///
+    /// # Errors
+    ///
+    /// When the root cannot be created.
+    pub async fn open(options: FsBackendOptions) -> Result<Self, BackendError> {
+        tokio::fs::create_dir_all(options.root.join(TMP_DIR)).await?;
+        Ok(FsBackend { root: options.root })
+    }
+
+    fn objects_dir(&self, namespace: &Namespace) -> PathBuf {
+        let mut dir = self.root.clone();
+        dir.extend(namespace.components());
+        dir.push(OBJECTS_DIR);
+        dir
+    }
+
+    fn object_path(&self, namespace: &Namespace, name: &str) -> Result<PathBuf, BackendError> {
+        Ok(self.objects_dir(namespace).join(encode_name(name)?))
+    }
+}
+
+/// Escapes an object name into one safe file name.
+fn encode_name(name: &str) -> Result<String, BackendError> {
+    validate_object_name(name)?;
+    let mut encoded = utf8_percent_encode(name, KEEP).to_string();
+    if encoded.starts_with('.') {
+        encoded.replace_range(..1, "%2E");
+    }
+    if encoded.len() > MAX_FILE_NAME {
+        let message = format!(
+            "object name too long for the fs backend ({} bytes)",
+            name.len()
+        );
+        return Err(BackendError::new(BackendErrorKind::Other, message));
+    }
+    Ok(encoded)
+}
+
+fn decode_name(file_name: &str) -> Option<String> {
+    percent_decode_str(file_name)
+        .decode_utf8()
+        .ok()
+        .map(|s| s.into_owned())
+}
+
+#[async_trait]
+impl Backend for FsBackend {
+    fn kind(&self) -> &'static str {
+        "fs"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            write: true,
+            list: true,
+        }
+    }
+
+    async fn stat(&self, namespace: &Namespace, name: &str) -> Result<ObjectInfo, BackendError> {
+        let meta = tokio::fs::metadata(self.object_path(namespace, name)?).await?;
+        Ok(ObjectInfo { size: meta.len() })
+    }
+
+    async fn download(
+        &self,
+        namespace: &Namespace,
+        name: &str,
+        range: Option<Range<u64>>,
+    ) -> Result<BackendStream, BackendError> {
+        let mut file = tokio::fs::File::open(self.object_path(namespace, name)?).await?;
+        let size = file.metadata().await?.len();
+        let range = range.unwrap_or(0..size);
+        let start = range.start.min(size);
+        let len = range.end.min(size).saturating_sub(start);
+        file.seek(SeekFrom::Start(start)).await?;
+        let reader = ReaderStream::with_capacity(file.take(len), READ_CHUNK);
+        Ok(reader.map_err(BackendError::from).boxed())
+    }
+
+    async fn upload(
+        &self,
+        namespace: &Namespace,
+        name: &str,
+        length: u64,
+        body: UploadBody,
+    ) -> Result<(), BackendError> {
+        let target = self.object_path(namespace, name)?;
+        let tmp = self.root.join(TMP_DIR).join(hex_suffix());
+        let written = write_file(&tmp, length, body).await;
+        if let Err(e) = written {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(e);
+        }
+        let parent = target.parent().expect("object paths have a parent");
+        tokio::fs::create_dir_all(parent).await?;
+        if let Err(e) = tokio::fs::rename(&tmp, &target).await {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(e.into());
+        }
+        tracing::debug!(backend = "fs", %namespace, name, length, "object stored");
+        Ok(())
+    }
+
+    async fn list(
+        &self,
+        namespace: &Namespace,
+        prefix: &str,
+        page: Option<&str>,
+        limit: usize,
+    ) -> Result<ListPage, BackendError> {
+        let mut names = match read_names(&self.objects_dir(namespace)).await {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(ListPage::default()),
+            other => other?,
+        };
+        names.retain(|n| n.starts_with(prefix) && page.is_none_or(|after| n.as_str() > after));
+        names.sort_unstable();
+        let more = names.len() > limit.max(1);
+        names.truncate(limit.max(1));
+        let next = more.then(|| names.last().cloned()).flatten();
+        Ok(ListPage { names, next })
+    }
+}
+
+/// Writes exactly `length` bytes of `body` to `path` and flushes them.
+async fn write_file(path: &Path, length: u64, mut body: UploadBody) -> Result<(), BackendError> {
+    let mut file = tokio::fs::File::create(path).await?;
+    let mut written = 0u64;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| {
+            BackendError::new(BackendErrorKind::Other, "upload body failed").with_source(e)
+        })?;
+        written += chunk.len() as u64;
+        if written > length {
+            return Err(length_mismatch(length, written));
+        }
+        file.write_all(&chunk).await?;
+    }
+    if written != length {
+        return Err(length_mismatch(length, written));
+    }
+    file.sync_all().await?;
+    Ok(())
+}
+
+fn length_mismatch(expected: u64, got: u64) -> BackendError {
+    let message = format!("upload body has {got}+ bytes, expected {expected}");
+    BackendError::new(BackendErrorKind::Corrupt, message)
+}
+
+async fn read_names(dir: &Path) -> io::Result<Vec<String>> {
+    let mut entries = tokio::fs::read_dir(dir).await?;
+    let mut names = Vec::new();
+    while let Some(entry) = entries.next_entry().await? {
+        if let Some(name) = entry.file_name().to_str().and_then(decode_name) {
+            names.push(name);
+        }
+    }
+    Ok(names)
+}
+
+fn hex_suffix() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_escape_into_one_file_name() {
+        assert_eq!(
+            encode_name("library/ubuntu:latest").unwrap(),
+            "library%2Fubuntu:latest"
+        );
+        assert_eq!(encode_name("..").unwrap(), "%2E.");
+        assert_eq!(encode_name("a%2Fb").unwrap(), "a%252Fb");
+        for name in [
+            "library/ubuntu:latest",
+            "..",
+            "a%2Fb",
+            "sha256:abc",
+            "x y/ü",
+        ] {
+            let encoded = encode_name(name).unwrap();
+            assert!(!encoded.contains('/') && encoded != "." && encoded != "..");
+            assert_eq!(decode_name(&encoded).unwrap(), name);
+        }
+        assert!(encode_name("").is_err());
+        assert!(encode_name("a\nb").is_err());
+        assert!(encode_name(&"/".repeat(100)).is_err());
+    }
+}
