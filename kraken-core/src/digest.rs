@@ -50,15 +50,17 @@ impl Algorithm {
         }
     }
 
-    /// The one-byte code used by binary encodings such as the metainfo.
-    pub(crate) fn code(self) -> u8 {
+    /// Returns the one-byte code binary encodings (the metainfo, the peer
+    /// handshake) use for the algorithm: 1 for SHA-256, 2 for SHA-512.
+    pub fn code(self) -> u8 {
         match self {
             Algorithm::Sha256 => 1,
             Algorithm::Sha512 => 2,
         }
     }
 
-    pub(crate) fn from_code(code: u8) -> Option<Self> {
+    /// Returns the algorithm of a binary code, `None` for unknown codes.
+    pub fn from_code(code: u8) -> Option<Self> {
         match code {
             1 => Some(Algorithm::Sha256),
             2 => Some(Algorithm::Sha512),
