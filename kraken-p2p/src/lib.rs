@@ -5,5 +5,6 @@
 //! and the tracker's in-memory [`PeerStore`](kraken_core::PeerStore),
 //! [`tracker::MemoryPeerStore`].
 
+pub mod scheduler;
 pub mod tracker;
 pub mod wire;

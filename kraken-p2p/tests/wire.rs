@@ -40,7 +40,7 @@ fn handshake_strategy() -> impl Strategy<Value = Handshake> {
         any::<[u8; 32]>(),
         any::<[u8; 20]>(),
         any::<bool>(),
-        "[a-z]{1,8}(/[a-z0-9._-]{1,8}){0,3}",
+        "[a-z]{1,8}(/[a-z0-9][a-z0-9._-]{0,7}){0,3}",
         0u32..300,
     )
         .prop_map(|(info, peer, sha512, ns, pieces)| {
@@ -214,7 +214,7 @@ async fn bad_handshakes_are_errors() {
     ));
     let ns_at = 9 + 32 + 20 + 1 + 32 + 1;
     let mut bad_ns = good.to_vec();
-    bad_ns[ns_at..ns_at + 2].copy_from_slice(b"..");
+    bad_ns[ns_at..ns_at + 3].copy_from_slice(b"../");
     assert!(matches!(
         read_handshake(&mut &bad_ns[..]).await,
         Err(WireError::Malformed("namespace"))

@@ -1,0 +1,514 @@
+//! The decisions of one blob's download, free of I/O.
+//!
+//! [`Torrent`] is a state machine: the engine (or the simulator) feeds it
+//! events (a peer connected, a piece arrived and verified, a request was
+//! refused, time passed) and carries out the [`Action`]s it returns (send
+//! a request, announce a piece, drop a peer). Time is a [`Duration`] since
+//! any fixed start, passed with every event, and randomness comes from a
+//! seeded generator, so a run is reproducible and the same code serves a
+//! real swarm and a simulated one of ten thousand hosts.
+//!
+//! Piece choice: pieces a streaming reader needs next come first, in
+//! order; everything else is rarest first among the connected peers, ties
+//! broken at random, so the swarm spreads every piece early and no piece
+//! stays held only by the seed. When few pieces remain (endgame), a piece
+//! may be requested from several peers at once.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use kraken_core::{Bitfield, PeerId, PieceIndex};
+use rand::Rng;
+use rand::rngs::StdRng;
+
+use super::SchedulerConfig;
+
+/// Something the engine must do on the torrent's behalf.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Ask `peer` for `piece`.
+    Request {
+        /// Whom to ask.
+        peer: PeerId,
+        /// What to ask for.
+        piece: PieceIndex,
+    },
+    /// Withdraw a request to `peer`; another peer delivered the piece.
+    Cancel {
+        /// Whom to tell.
+        peer: PeerId,
+        /// The withdrawn piece.
+        piece: PieceIndex,
+    },
+    /// Tell every connected peer that we now hold `piece`.
+    Announce(PieceIndex),
+    /// Close the connection to `peer`.
+    Disconnect {
+        /// Whom to drop.
+        peer: PeerId,
+        /// Why, for logs and metrics.
+        reason: DisconnectReason,
+    },
+}
+
+/// Why the torrent drops a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// It sent a piece that failed verification; it is blacklisted.
+    BadPiece,
+    /// Neither side moved a piece for the idle timeout.
+    Idle,
+    /// Both sides hold the whole blob; the connection has no use.
+    BothComplete,
+}
+
+/// What the engine found when it checked a received piece.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The piece matched its hash and is stored.
+    Valid,
+    /// The piece failed its hash or length check; nothing was stored.
+    Invalid,
+}
+
+#[derive(Debug)]
+struct Peer {
+    bitfield: Bitfield,
+    origin: bool,
+    /// Requests sent to this peer and not yet answered, with deadlines.
+    inflight: Vec<(PieceIndex, Duration)>,
+    /// Last time a piece moved on this connection, either way.
+    last_progress: Duration,
+}
+
+impl Peer {
+    fn asked_for(&self, piece: PieceIndex) -> bool {
+        self.inflight.iter().any(|(p, _)| *p == piece)
+    }
+}
+
+/// The download state and piece policy of one blob.
+#[derive(Debug)]
+pub struct Torrent {
+    config: SchedulerConfig,
+    piece_count: u32,
+    request_timeout: Duration,
+    have: Bitfield,
+    peers: HashMap<PeerId, Peer>,
+    /// How many connected peers hold each piece.
+    availability: Vec<u32>,
+    /// How many requests are in flight for each piece.
+    requested: Vec<u32>,
+    blacklist: HashMap<PeerId, Duration>,
+    stream_cursor: Option<u32>,
+    rng: StdRng,
+}
+
+impl Torrent {
+    /// Starts the state of a blob of `piece_count` pieces of `piece_length`
+    /// bytes, of which `have` are already stored (a resumed download).
+    pub fn new(config: SchedulerConfig, piece_length: u64, have: Bitfield, rng: StdRng) -> Self {
+        let piece_count = have.len();
+        Torrent {
+            request_timeout: config.request_timeout(piece_length),
+            config,
+            piece_count,
+            have,
+            peers: HashMap::new(),
+            availability: vec![0; piece_count as usize],
+            requested: vec![0; piece_count as usize],
+            blacklist: HashMap::new(),
+            stream_cursor: None,
+            rng,
+        }
+    }
+
+    /// Returns the pieces held.
+    pub fn have(&self) -> &Bitfield {
+        &self.have
+    }
+
+    /// Returns true when every piece is held.
+    pub fn is_complete(&self) -> bool {
+        self.have.is_complete()
+    }
+
+    /// Returns the connected peers.
+    pub fn peers(&self) -> impl Iterator<Item = &PeerId> {
+        self.peers.keys()
+    }
+
+    /// Returns how many peers are connected.
+    pub fn connection_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Returns true when `peer` may be connected now: not connected
+    /// already, not blacklisted, and a connection slot is free.
+    pub fn accepts(&self, peer: &PeerId, now: Duration) -> bool {
+        !self.peers.contains_key(peer)
+            && !self.is_blacklisted(peer, now)
+            && self.peers.len() < self.config.max_connections
+    }
+
+    /// Returns true while `peer` is blacklisted.
+    pub fn is_blacklisted(&self, peer: &PeerId, now: Duration) -> bool {
+        self.blacklist.get(peer).is_some_and(|until| *until > now)
+    }
+
+    /// Keeps `peer` away for the blacklist duration, as after a failed dial.
+    pub fn blacklist(&mut self, peer: PeerId, now: Duration) {
+        self.blacklist
+            .insert(peer, now + self.config.blacklist_duration);
+    }
+
+    /// Makes pieces from `piece` on come first, in order, for a streaming
+    /// reader; `None` when no reader waits.
+    pub fn set_stream_cursor(&mut self, piece: Option<u32>) {
+        self.stream_cursor = piece;
+    }
+
+    /// Records a new connection and the pieces the peer announced in its
+    /// handshake.
+    pub fn peer_connected(
+        &mut self,
+        now: Duration,
+        id: PeerId,
+        bitfield: Bitfield,
+        origin: bool,
+    ) -> Vec<Action> {
+        if bitfield.len() != self.piece_count || self.peers.contains_key(&id) {
+            return vec![Action::Disconnect {
+                peer: id,
+                reason: DisconnectReason::BadPiece,
+            }];
+        }
+        for piece in bitfield.present() {
+            self.availability[piece.as_usize()] += 1;
+        }
+        let peer = Peer {
+            bitfield,
+            origin,
+            inflight: Vec::new(),
+            last_progress: now,
+        };
+        self.peers.insert(id, peer);
+        let mut actions = Vec::new();
+        self.fill(id, now, &mut actions);
+        actions
+    }
+
+    /// Forgets a closed connection and moves its outstanding requests to
+    /// other peers. Unknown peers are ignored, so a peer the torrent
+    /// already dropped may be reported again.
+    pub fn peer_disconnected(&mut self, now: Duration, id: PeerId) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if self.remove_peer(id) {
+            self.fill_all(now, &mut actions);
+        }
+        actions
+    }
+
+    /// Records that a peer now holds `piece`.
+    pub fn peer_has(&mut self, now: Duration, id: PeerId, piece: PieceIndex) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return actions;
+        };
+        if piece.0 >= self.piece_count || peer.bitfield.has(piece) {
+            return actions;
+        }
+        peer.bitfield.set(piece);
+        self.availability[piece.as_usize()] += 1;
+        if !self.have.has(piece) {
+            self.fill(id, now, &mut actions);
+        }
+        actions
+    }
+
+    /// Records that a peer holds every piece.
+    pub fn peer_complete(&mut self, now: Duration, id: PeerId) -> Vec<Action> {
+        let missing: Vec<_> = match self.peers.get(&id) {
+            Some(peer) => peer.bitfield.missing().collect(),
+            None => return Vec::new(),
+        };
+        let mut actions = Vec::new();
+        for piece in missing {
+            actions.extend(self.peer_has(now, id, piece));
+        }
+        if self.is_complete() {
+            self.drop_peer(id, DisconnectReason::BothComplete, &mut actions);
+        }
+        actions
+    }
+
+    /// Records a piece that arrived from `id` and what its check found.
+    ///
+    /// A valid piece is held from now on, announced, and withdrawn from
+    /// every other peer it was requested from. An invalid one gets its
+    /// sender dropped and blacklisted.
+    pub fn piece_received(
+        &mut self,
+        now: Duration,
+        id: PeerId,
+        piece: PieceIndex,
+        verdict: Verdict,
+    ) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if piece.0 >= self.piece_count {
+            self.punish(id, now, &mut actions);
+            return actions;
+        }
+        self.forget_request(id, piece);
+        if verdict == Verdict::Invalid {
+            self.punish(id, now, &mut actions);
+            self.fill_all(now, &mut actions);
+            return actions;
+        }
+        if let Some(peer) = self.peers.get_mut(&id) {
+            peer.last_progress = now;
+        }
+        if self.have.has(piece) {
+            self.fill(id, now, &mut actions);
+            return actions;
+        }
+        self.have.set(piece);
+        actions.push(Action::Announce(piece));
+        self.cancel_others(piece, &mut actions);
+        if self.is_complete() {
+            self.close_complete_peers(&mut actions);
+        } else {
+            self.fill_all(now, &mut actions);
+        }
+        actions
+    }
+
+    /// Records that a peer refused a request; it is not asked for that
+    /// piece again until it announces it anew.
+    pub fn request_rejected(
+        &mut self,
+        now: Duration,
+        id: PeerId,
+        piece: PieceIndex,
+    ) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if piece.0 >= self.piece_count {
+            return actions;
+        }
+        self.forget_request(id, piece);
+        if let Some(peer) = self.peers.get_mut(&id) {
+            if peer.bitfield.has(piece) {
+                peer.bitfield.clear(piece);
+                self.availability[piece.as_usize()] -= 1;
+            }
+        }
+        self.fill_all(now, &mut actions);
+        actions
+    }
+
+    /// Records that we sent a piece to `id`, which keeps the connection
+    /// from counting as idle.
+    pub fn piece_sent(&mut self, now: Duration, id: PeerId) {
+        if let Some(peer) = self.peers.get_mut(&id) {
+            peer.last_progress = now;
+        }
+    }
+
+    /// Advances time: expired requests move to other peers, idle
+    /// connections close, blacklist entries lapse.
+    pub fn tick(&mut self, now: Duration) -> Vec<Action> {
+        let mut actions = Vec::new();
+        self.blacklist.retain(|_, until| *until > now);
+        let mut expired = Vec::new();
+        for (id, peer) in &mut self.peers {
+            peer.inflight.retain(|&(piece, deadline)| {
+                let live = deadline > now;
+                if !live {
+                    expired.push((*id, piece));
+                }
+                live
+            });
+        }
+        for (id, piece) in expired {
+            self.requested[piece.as_usize()] -= 1;
+            actions.push(Action::Cancel { peer: id, piece });
+            // A peer too slow for one piece is not asked for it again.
+            if let Some(peer) = self.peers.get_mut(&id) {
+                if peer.bitfield.has(piece) {
+                    peer.bitfield.clear(piece);
+                    self.availability[piece.as_usize()] -= 1;
+                }
+            }
+        }
+        let idle = self.config.idle_connection_timeout;
+        let stale: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.inflight.is_empty() && now.saturating_sub(p.last_progress) >= idle)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            self.drop_peer(id, DisconnectReason::Idle, &mut actions);
+        }
+        self.fill_all(now, &mut actions);
+        actions
+    }
+
+    fn forget_request(&mut self, id: PeerId, piece: PieceIndex) {
+        if let Some(peer) = self.peers.get_mut(&id) {
+            if let Some(at) = peer.inflight.iter().position(|(p, _)| *p == piece) {
+                peer.inflight.swap_remove(at);
+                self.requested[piece.as_usize()] -= 1;
+            }
+        }
+    }
+
+    fn punish(&mut self, id: PeerId, now: Duration, actions: &mut Vec<Action>) {
+        self.blacklist(id, now);
+        self.drop_peer(id, DisconnectReason::BadPiece, actions);
+    }
+
+    fn drop_peer(&mut self, id: PeerId, reason: DisconnectReason, actions: &mut Vec<Action>) {
+        // Re-requests of its pieces happen in the caller's fill pass.
+        if self.remove_peer(id) {
+            actions.push(Action::Disconnect { peer: id, reason });
+        }
+    }
+
+    /// Removes a peer and its share of the counters; false when unknown.
+    fn remove_peer(&mut self, id: PeerId) -> bool {
+        let Some(peer) = self.peers.remove(&id) else {
+            return false;
+        };
+        for piece in peer.bitfield.present() {
+            self.availability[piece.as_usize()] -= 1;
+        }
+        for (piece, _) in &peer.inflight {
+            self.requested[piece.as_usize()] -= 1;
+        }
+        true
+    }
+
+    fn cancel_others(&mut self, piece: PieceIndex, actions: &mut Vec<Action>) {
+        for (id, peer) in &mut self.peers {
+            if let Some(at) = peer.inflight.iter().position(|(p, _)| *p == piece) {
+                peer.inflight.swap_remove(at);
+                self.requested[piece.as_usize()] -= 1;
+                actions.push(Action::Cancel { peer: *id, piece });
+            }
+        }
+    }
+
+    fn close_complete_peers(&mut self, actions: &mut Vec<Action>) {
+        let done: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.bitfield.is_complete())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in done {
+            self.drop_peer(id, DisconnectReason::BothComplete, actions);
+        }
+        for peer in self.peers.values_mut() {
+            peer.inflight.clear();
+        }
+        self.requested.iter_mut().for_each(|r| *r = 0);
+    }
+
+    fn in_endgame(&self) -> bool {
+        let missing = (self.piece_count - self.have.count()) as usize;
+        missing <= self.config.endgame_threshold
+    }
+
+    fn fill_all(&mut self, now: Duration, actions: &mut Vec<Action>) {
+        if self.is_complete() {
+            return;
+        }
+        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+        for id in ids {
+            self.fill(id, now, actions);
+        }
+    }
+
+    /// Sends `id` requests until its pipeline is full or it has nothing
+    /// we need that nobody else is fetching.
+    fn fill(&mut self, id: PeerId, now: Duration, actions: &mut Vec<Action>) {
+        let endgame = self.in_endgame();
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let limit = match peer.origin {
+            true => self.config.origin_pipeline_limit,
+            false => self.config.pipeline_limit,
+        };
+        while peer.inflight.len() < limit {
+            let picker = Picker {
+                have: &self.have,
+                availability: &self.availability,
+                requested: &self.requested,
+                peer,
+                endgame,
+            };
+            let window = self
+                .stream_cursor
+                .map(|c| c..c.saturating_add(self.config.stream_window));
+            let Some(piece) = picker.choose(window, &mut self.rng) else {
+                return;
+            };
+            self.requested[piece.as_usize()] += 1;
+            peer.inflight.push((piece, now + self.request_timeout));
+            actions.push(Action::Request { peer: id, piece });
+        }
+    }
+}
+
+/// Piece choice for one peer, over borrowed torrent state.
+struct Picker<'a> {
+    have: &'a Bitfield,
+    availability: &'a [u32],
+    requested: &'a [u32],
+    peer: &'a Peer,
+    endgame: bool,
+}
+
+impl Picker<'_> {
+    fn wanted(&self, i: u32) -> bool {
+        let piece = PieceIndex(i);
+        !self.have.has(piece)
+            && self.peer.bitfield.has(piece)
+            && !self.peer.asked_for(piece)
+            && (self.endgame || self.requested[i as usize] == 0)
+    }
+
+    /// Picks the streaming reader's next wanted piece within `window`, or
+    /// else the rarest wanted piece, ties broken at random.
+    fn choose(&self, window: Option<std::ops::Range<u32>>, rng: &mut StdRng) -> Option<PieceIndex> {
+        if let Some(i) = window.into_iter().flatten().find(|&i| self.wanted(i)) {
+            return Some(PieceIndex(i));
+        }
+        let mut best: Option<(u32, u32)> = None;
+        let mut ties = 0u32;
+        for i in (0..self.availability.len() as u32).filter(|&i| self.wanted(i)) {
+            // In endgame, prefer pieces with the fewest requests out.
+            let key = self.availability[i as usize] + self.requested[i as usize] * 1024;
+            match best {
+                Some((k, _)) if key > k => {}
+                Some((k, _)) if key == k => {
+                    ties += 1;
+                    if rng.random_range(0..=ties) == 0 {
+                        best = Some((key, i));
+                    }
+                }
+                _ => {
+                    best = Some((key, i));
+                    ties = 0;
+                }
+            }
+        }
+        best.map(|(_, i)| PieceIndex(i))
+    }
+}
+
+#[cfg(test)]
+#[path = "torrent_tests.rs"]
+mod tests;
