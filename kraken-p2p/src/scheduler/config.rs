@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 /// Scheduler settings. Deserializes from the `[scheduler]` table of a
 /// component's TOML with human units (`"30s"`, `"50MiB"`); every field has a
 /// default.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SchedulerConfig {
     /// Open connections per blob, inbound and outbound together. About ten

@@ -1,12 +1,19 @@
-//! The torrent scheduler: which peers to talk to and which pieces to ask
-//! them for.
+//! The torrent scheduler: which peers to talk to, which pieces to ask them
+//! for, and the engine that does it over real sockets.
 //!
 //! The decisions live in [`Torrent`], a state machine with no I/O; the
-//! engine that owns sockets and the disk drives it, and so does the
+//! [`Engine`] that owns sockets and the disk drives it, and so does the
 //! simulator.
 
+mod bandwidth;
 mod config;
+mod conn;
+mod engine;
+mod session;
+mod stream;
 mod torrent;
 
+pub use bandwidth::Bandwidth;
 pub use config::{ConfigError, SchedulerConfig};
+pub use engine::{Engine, EngineOptions};
 pub use torrent::{Action, DisconnectReason, Torrent, Verdict};

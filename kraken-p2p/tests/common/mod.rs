@@ -1,0 +1,135 @@
+//! An in-process swarm on loopback: a tracker service, origins and agents,
+//! each with its own disk store under one temporary directory.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use kraken_core::disk::{DiskStore, DiskStoreOptions};
+use kraken_core::{
+    Algorithm, BlobStore, Digest, Error, MetaInfo, Namespace, PeerInfo, PieceLengths, Result,
+};
+use kraken_p2p::scheduler::{Engine, EngineOptions, SchedulerConfig};
+use kraken_p2p::tracker::{MemoryPeerStore, OriginDirectory, TrackerConfig, TrackerService};
+
+/// Origins and metainfo known to the test tracker.
+#[derive(Debug, Default)]
+pub struct Directory {
+    origins: Mutex<Vec<PeerInfo>>,
+    metainfo: Mutex<HashMap<Digest, MetaInfo>>,
+}
+
+#[async_trait]
+impl OriginDirectory for Directory {
+    async fn origins(&self, _: &Namespace, _: &Digest) -> Result<Vec<PeerInfo>> {
+        Ok(self.origins.lock().unwrap().clone())
+    }
+
+    async fn metainfo(&self, _: &Namespace, digest: &Digest) -> Result<MetaInfo> {
+        let known = self.metainfo.lock().unwrap().get(digest).cloned();
+        known.ok_or(Error::NotFound(*digest))
+    }
+}
+
+/// A running peer.
+pub struct Peer {
+    pub engine: Engine,
+    pub store: Arc<DiskStore>,
+    pub root: std::path::PathBuf,
+}
+
+pub struct Swarm {
+    pub dir: tempfile::TempDir,
+    pub directory: Arc<Directory>,
+    pub tracker: Arc<TrackerService>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+pub fn ns() -> Namespace {
+    Namespace::new("test/swarm").unwrap()
+}
+
+/// Scheduler settings for fast tests: short intervals and timeouts.
+pub fn fast_config() -> SchedulerConfig {
+    SchedulerConfig {
+        announce_interval: Duration::from_millis(200),
+        blacklist_duration: Duration::from_secs(2),
+        ..SchedulerConfig::default()
+    }
+}
+
+impl Swarm {
+    pub fn new() -> Self {
+        let directory = Arc::new(Directory::default());
+        let config = TrackerConfig {
+            announce_interval: Duration::from_millis(200),
+            ..TrackerConfig::default()
+        };
+        let peers = Arc::new(MemoryPeerStore::new(config.peer_ttl));
+        let tracker = Arc::new(TrackerService::new(config, peers, directory.clone()));
+        Swarm {
+            dir: tempfile::tempdir().unwrap(),
+            directory,
+            tracker,
+            next: Default::default(),
+        }
+    }
+
+    /// Starts a peer with a fresh store, or reopens the store at `root`.
+    pub async fn peer_at(
+        &self,
+        root: std::path::PathBuf,
+        config: SchedulerConfig,
+        origin: bool,
+    ) -> Peer {
+        let store = Arc::new(DiskStore::open(DiskStoreOptions::new(&root)).await.unwrap());
+        let options = EngineOptions { origin, scheduler: config, ..EngineOptions::default() };
+        let engine = Engine::start(options, store.clone(), self.tracker.clone()).await.unwrap();
+        if origin {
+            self.directory.origins.lock().unwrap().push(engine.local_peer().clone());
+        }
+        Peer { engine, store, root }
+    }
+
+    pub async fn peer(&self, config: SchedulerConfig, origin: bool) -> Peer {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.peer_at(self.dir.path().join(format!("peer{n}")), config, origin).await
+    }
+
+    /// Stores `data` in `peer` as a committed blob and tells the tracker its
+    /// metainfo.
+    pub async fn publish(&self, peer: &Peer, data: &Bytes, piece_length: u64) -> MetaInfo {
+        let digest = Digest::sha256_of(data);
+        let id = peer.store.create_upload().await.unwrap();
+        peer.store.append_upload(&id, 0, data.clone()).await.unwrap();
+        let lengths = PieceLengths::fixed(piece_length).unwrap();
+        let meta = peer.store.commit_upload(&id, &digest, &lengths).await.unwrap();
+        assert_eq!(meta, MetaInfo::of_bytes(data, Algorithm::Sha256, &lengths));
+        self.directory.metainfo.lock().unwrap().insert(digest, meta.clone());
+        meta
+    }
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn blob(len: usize, seed: u64) -> Bytes {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect::<Vec<_>>()
+        .into()
+}
+
+/// Reads a committed blob back from a store.
+pub async fn read_back(store: &DiskStore, digest: &Digest) -> Vec<u8> {
+    let reader = store.open(digest).await.unwrap();
+    reader.read_at(0, reader.len() as usize).await.unwrap().to_vec()
+}

@@ -1,0 +1,57 @@
+//! Whole swarms in one process: an origin seeds, agents fetch from it and
+//! from each other, every piece verified.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Swarm, blob, fast_config, ns, read_back};
+use kraken_core::{ByteRange, Scheduler};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leechers_fetch_a_blob_from_an_origin_and_each_other() {
+    let swarm = Swarm::new();
+    let origin = swarm.peer(fast_config(), true).await;
+    let data = blob(3 << 20, 1);
+    let meta = swarm.publish(&origin, &data, 128 * 1024).await;
+    let mut leechers = Vec::new();
+    for _ in 0..4 {
+        leechers.push(swarm.peer(fast_config(), false).await);
+    }
+    let ns = ns();
+    let downloads = leechers.iter().map(|l| l.engine.download(&ns, meta.digest()));
+    let results = tokio::time::timeout(Duration::from_secs(60), futures::future::join_all(downloads))
+        .await
+        .expect("swarm finished in time");
+    for (leecher, result) in leechers.iter().zip(results) {
+        result.unwrap();
+        assert_eq!(read_back(&leecher.store, meta.digest()).await, data);
+    }
+    let served: u64 = leechers.iter().map(|l| l.engine.stats().bytes_out).sum();
+    println!("origin sent {} bytes, leechers {served}", origin.engine.stats().bytes_out);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_a_range_while_downloading() {
+    let swarm = Swarm::new();
+    let origin = swarm.peer(fast_config(), true).await;
+    let data = blob(2 << 20, 2);
+    let meta = swarm.publish(&origin, &data, 64 * 1024).await;
+    let agent = swarm.peer(fast_config(), false).await;
+    let range = ByteRange::Inclusive { start: 100_000, end: 1_500_000 };
+    let stream = agent.engine.stream(&ns(), meta.digest(), range).await.unwrap();
+    assert_eq!(stream.length, data.len() as u64);
+    assert_eq!(stream.range, 100_000..1_500_001);
+    let chunks: Vec<_> = futures::StreamExt::collect::<Vec<_>>(stream.body).await;
+    let got: Vec<u8> = chunks.into_iter().flat_map(|c| c.unwrap()).collect();
+    assert_eq!(&got[..], &data[100_000..1_500_001]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_blob_is_not_found() {
+    let swarm = Swarm::new();
+    let agent = swarm.peer(fast_config(), false).await;
+    let digest = kraken_core::Digest::sha256_of(b"nobody has this");
+    let err = agent.engine.download(&ns(), &digest).await.unwrap_err();
+    assert!(matches!(err, kraken_core::Error::NotFound(_)), "{err}");
+}
