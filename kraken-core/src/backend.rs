@@ -79,8 +79,9 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// which callers must not mistake for absence.
     async fn stat(&self, namespace: &Namespace, name: &str) -> Result<ObjectInfo, BackendError>;
 
-    /// Streams an object's bytes: all of them, or `range` (clamped to the
-    /// object's end; an empty range yields no bytes).
+    /// Streams an object's bytes: all of them, or `range` (both ends clamped
+    /// to the object's end, so an empty range or one starting past the end
+    /// yields no bytes).
     ///
     /// The stream may fail midway; callers verify what they receive.
     ///

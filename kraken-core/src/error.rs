@@ -103,8 +103,9 @@ pub enum Error {
         /// The blob's length.
         length: u64,
     },
-    /// No peer, origin or backend can provide the blob.
-    #[error("blob {0} is not available from any peer, origin or backend")]
+    /// The blob may exist, but no peer, origin or backend can provide it
+    /// now: they are unreachable or failing.
+    #[error("blob {0} is unavailable: no peer, origin or backend can provide it now")]
     Unavailable(Digest),
     /// The operation was cancelled before it finished.
     #[error("cancelled")]

@@ -60,8 +60,10 @@ pub trait Scheduler: Send + Sync + fmt::Debug {
     ///
     /// # Errors
     ///
-    /// `Unavailable` when no peer, origin or backend has it; `Cancelled`
-    /// after [`Scheduler::cancel`]; `Timeout`; store errors.
+    /// `NotFound` when the origins and their backends do not have it;
+    /// `Unavailable` when they cannot be reached or cannot tell; `Cancelled`
+    /// after [`Scheduler::cancel`]; `Timeout` when no piece arrives for the
+    /// configured time; store errors.
     ///
     /// # Cancel safety
     ///

@@ -191,8 +191,8 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
     /// with the metainfo built from its bytes (piece length from `lengths`).
     /// The upload ends either way.
     ///
-    /// Committing a digest that is already cached succeeds and keeps the
-    /// existing blob and metainfo.
+    /// Committing a digest that is already cached succeeds, keeps the
+    /// existing blob and returns its existing metainfo.
     ///
     /// # Errors
     ///
