@@ -9,10 +9,13 @@
 //! ```
 //!
 //! Namespace components are validated to `[A-Za-z0-9._-]` and so can never
-//! be `@objects` or `@tmp`, which keeps namespaces and objects apart. Object
-//! names are percent-encoded into a single file name (`/` and `%` and a
-//! leading `.` escaped), so no name reaches outside its namespace's
-//! directory. Uploads are written to `@tmp`, flushed to disk, then renamed
+//! be `@objects`, `@names` or `@tmp`, which keeps namespaces and objects
+//! apart. Object names are percent-encoded into a single file name (`/` and
+//! `%` and a leading `.` escaped), so no name reaches outside its
+//! namespace's directory. A name too long for one file name (longer than
+//! 200 bytes escaped) is stored as `#<sha256 of the name>`, with the name
+//! itself in `<namespace…>/@names/#<sha256>` for listing; `#` is escaped in
+//! ordinary names, so the two forms never meet. Uploads are written to `@tmp`, flushed to disk, then renamed
 //! into place, so a reader sees the old object or the new one, never a part.
 
 use std::io::{self, SeekFrom};
@@ -22,8 +25,8 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use kraken_core::{
-    Backend, BackendError, BackendErrorKind, BackendStream, Capabilities, ListPage, Namespace,
-    ObjectInfo, UploadBody, validate_object_name,
+    Backend, BackendError, BackendErrorKind, BackendStream, Capabilities, Digest, ListPage,
+    Namespace, ObjectInfo, UploadBody, validate_object_name,
 };
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
@@ -41,10 +44,12 @@ const KEEP: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'=')
     .remove(b',');
 
-/// The longest file name most Linux filesystems accept.
-const MAX_FILE_NAME: usize = 255;
+/// Escaped names longer than this are stored under their hash; Linux file
+/// names end at 255 bytes.
+const MAX_PLAIN_NAME: usize = 200;
 
 const OBJECTS_DIR: &str = "@objects";
+const NAMES_DIR: &str = "@names";
 const TMP_DIR: &str = "@tmp";
 const READ_CHUNK: usize = 256 * 1024;
 
@@ -73,15 +78,38 @@ impl FsBackend {
         Ok(FsBackend { root: options.root })
     }
 
-    fn objects_dir(&self, namespace: &Namespace) -> PathBuf {
+    fn namespace_dir(&self, namespace: &Namespace, which: &str) -> PathBuf {
         let mut dir = self.root.clone();
         dir.extend(namespace.components());
-        dir.push(OBJECTS_DIR);
+        dir.push(which);
         dir
     }
 
     fn object_path(&self, namespace: &Namespace, name: &str) -> Result<PathBuf, BackendError> {
-        Ok(self.objects_dir(namespace).join(encode_name(name)?))
+        Ok(self
+            .namespace_dir(namespace, OBJECTS_DIR)
+            .join(encode_name(name)?))
+    }
+
+    /// Records the full name of an object stored under its hash.
+    async fn write_long_name(&self, namespace: &Namespace, name: &str) -> io::Result<()> {
+        let dir = self.namespace_dir(namespace, NAMES_DIR);
+        tokio::fs::create_dir_all(&dir).await?;
+        let tmp = self.root.join(TMP_DIR).join(hex_suffix());
+        tokio::fs::write(&tmp, name).await?;
+        tokio::fs::rename(&tmp, dir.join(hashed_name(name))).await
+    }
+
+    /// Returns the object name a stored file name stands for.
+    async fn name_of(&self, namespace: &Namespace, file_name: &str) -> Option<String> {
+        if file_name.starts_with('#') {
+            let path = self.namespace_dir(namespace, NAMES_DIR).join(file_name);
+            return tokio::fs::read_to_string(path).await.ok();
+        }
+        percent_decode_str(file_name)
+            .decode_utf8()
+            .ok()
+            .map(|s| s.into_owned())
     }
 }
 
@@ -92,21 +120,14 @@ fn encode_name(name: &str) -> Result<String, BackendError> {
     if encoded.starts_with('.') {
         encoded.replace_range(..1, "%2E");
     }
-    if encoded.len() > MAX_FILE_NAME {
-        let message = format!(
-            "object name too long for the fs backend ({} bytes)",
-            name.len()
-        );
-        return Err(BackendError::new(BackendErrorKind::Other, message));
+    if encoded.len() > MAX_PLAIN_NAME {
+        return Ok(hashed_name(name));
     }
     Ok(encoded)
 }
 
-fn decode_name(file_name: &str) -> Option<String> {
-    percent_decode_str(file_name)
-        .decode_utf8()
-        .ok()
-        .map(|s| s.into_owned())
+fn hashed_name(name: &str) -> String {
+    format!("#{}", Digest::sha256_of(name.as_bytes()).hex())
 }
 
 #[async_trait]
@@ -157,6 +178,12 @@ impl Backend for FsBackend {
             let _ = tokio::fs::remove_file(&tmp).await;
             return Err(e);
         }
+        if target
+            .file_name()
+            .is_some_and(|f| f.to_string_lossy().starts_with('#'))
+        {
+            self.write_long_name(namespace, name).await?;
+        }
         let parent = target.parent().expect("object paths have a parent");
         tokio::fs::create_dir_all(parent).await?;
         if let Err(e) = tokio::fs::rename(&tmp, &target).await {
@@ -174,10 +201,14 @@ impl Backend for FsBackend {
         page: Option<&str>,
         limit: usize,
     ) -> Result<ListPage, BackendError> {
-        let mut names = match read_names(&self.objects_dir(namespace)).await {
+        let files = match read_file_names(&self.namespace_dir(namespace, OBJECTS_DIR)).await {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(ListPage::default()),
             other => other?,
         };
+        let mut names = Vec::with_capacity(files.len());
+        for file in files {
+            names.extend(self.name_of(namespace, &file).await);
+        }
         names.retain(|n| n.starts_with(prefix) && page.is_none_or(|after| n.as_str() > after));
         names.sort_unstable();
         let more = names.len() > limit.max(1);
@@ -213,13 +244,11 @@ fn length_mismatch(expected: u64, got: u64) -> BackendError {
     BackendError::new(BackendErrorKind::Corrupt, message)
 }
 
-async fn read_names(dir: &Path) -> io::Result<Vec<String>> {
+async fn read_file_names(dir: &Path) -> io::Result<Vec<String>> {
     let mut entries = tokio::fs::read_dir(dir).await?;
     let mut names = Vec::new();
     while let Some(entry) = entries.next_entry().await? {
-        if let Some(name) = entry.file_name().to_str().and_then(decode_name) {
-            names.push(name);
-        }
+        names.extend(entry.file_name().into_string().ok());
     }
     Ok(names)
 }
@@ -246,13 +275,16 @@ mod tests {
             "a%2Fb",
             "sha256:abc",
             "x y/ü",
+            "#1",
         ] {
             let encoded = encode_name(name).unwrap();
             assert!(!encoded.contains('/') && encoded != "." && encoded != "..");
-            assert_eq!(decode_name(&encoded).unwrap(), name);
+            assert!(!encoded.starts_with('#'), "only hashed names start with #");
+            assert_eq!(percent_decode_str(&encoded).decode_utf8().unwrap(), name);
         }
         assert!(encode_name("").is_err());
         assert!(encode_name("a\nb").is_err());
-        assert!(encode_name(&"/".repeat(100)).is_err());
+        let long = encode_name(&"/".repeat(100)).unwrap();
+        assert!(long.starts_with('#') && long.len() == 65, "{long}");
     }
 }
