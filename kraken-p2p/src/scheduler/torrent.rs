@@ -95,8 +95,7 @@ pub struct Torrent {
     request_timeout: Duration,
     have: Bitfield,
     peers: HashMap<PeerId, Peer>,
-    /// How many connected peers hold each piece.
-    availability: Vec<u32>,
+    availability: Availability,
     /// How many requests are in flight for each piece.
     requested: Vec<u32>,
     blacklist: HashMap<PeerId, Duration>,
@@ -115,7 +114,7 @@ impl Torrent {
             piece_count,
             have,
             peers: HashMap::new(),
-            availability: vec![0; piece_count as usize],
+            availability: Availability::new(piece_count),
             requested: vec![0; piece_count as usize],
             blacklist: HashMap::new(),
             stream_cursor: None,
@@ -184,7 +183,7 @@ impl Torrent {
             }];
         }
         for piece in bitfield.present() {
-            self.availability[piece.as_usize()] += 1;
+            self.availability.add(piece, origin);
         }
         let peer = Peer {
             bitfield,
@@ -219,7 +218,7 @@ impl Torrent {
             return actions;
         }
         peer.bitfield.set(piece);
-        self.availability[piece.as_usize()] += 1;
+        self.availability.add(piece, peer.origin);
         if !self.have.has(piece) {
             self.fill(id, now, &mut actions);
         }
@@ -296,12 +295,7 @@ impl Torrent {
             return actions;
         }
         self.forget_request(id, piece);
-        if let Some(peer) = self.peers.get_mut(&id) {
-            if peer.bitfield.has(piece) {
-                peer.bitfield.clear(piece);
-                self.availability[piece.as_usize()] -= 1;
-            }
-        }
+        self.unset(id, piece);
         self.fill_all(now, &mut actions);
         actions
     }
@@ -333,12 +327,7 @@ impl Torrent {
             self.requested[piece.as_usize()] -= 1;
             actions.push(Action::Cancel { peer: id, piece });
             // A peer too slow for one piece is not asked for it again.
-            if let Some(peer) = self.peers.get_mut(&id) {
-                if peer.bitfield.has(piece) {
-                    peer.bitfield.clear(piece);
-                    self.availability[piece.as_usize()] -= 1;
-                }
-            }
+            self.unset(id, piece);
         }
         let idle = self.config.idle_connection_timeout;
         let stale: Vec<PeerId> = self
@@ -352,6 +341,16 @@ impl Torrent {
         }
         self.fill_all(now, &mut actions);
         actions
+    }
+
+    /// Stops counting `piece` as held by `id`, until it announces it again.
+    fn unset(&mut self, id: PeerId, piece: PieceIndex) {
+        if let Some(peer) = self.peers.get_mut(&id) {
+            if peer.bitfield.has(piece) {
+                peer.bitfield.clear(piece);
+                self.availability.remove(piece, peer.origin);
+            }
+        }
     }
 
     fn forget_request(&mut self, id: PeerId, piece: PieceIndex) {
@@ -381,7 +380,7 @@ impl Torrent {
             return false;
         };
         for piece in peer.bitfield.present() {
-            self.availability[piece.as_usize()] -= 1;
+            self.availability.remove(piece, peer.origin);
         }
         for (piece, _) in &peer.inflight {
             self.requested[piece.as_usize()] -= 1;
@@ -462,22 +461,55 @@ impl Torrent {
     }
 }
 
+/// How many connected peers hold each piece, and how many of them are
+/// origins.
+#[derive(Debug)]
+struct Availability {
+    all: Vec<u32>,
+    origins: Vec<u32>,
+}
+
+impl Availability {
+    fn new(pieces: u32) -> Self {
+        Availability { all: vec![0; pieces as usize], origins: vec![0; pieces as usize] }
+    }
+
+    fn add(&mut self, piece: PieceIndex, origin: bool) {
+        self.all[piece.as_usize()] += 1;
+        self.origins[piece.as_usize()] += u32::from(origin);
+    }
+
+    fn remove(&mut self, piece: PieceIndex, origin: bool) {
+        self.all[piece.as_usize()] -= 1;
+        self.origins[piece.as_usize()] -= u32::from(origin);
+    }
+
+    fn agents(&self, i: u32) -> u32 {
+        self.all[i as usize] - self.origins[i as usize]
+    }
+}
+
 /// Piece choice for one peer, over borrowed torrent state.
 struct Picker<'a> {
     have: &'a Bitfield,
-    availability: &'a [u32],
+    availability: &'a Availability,
     requested: &'a [u32],
     peer: &'a Peer,
     endgame: bool,
 }
 
 impl Picker<'_> {
+    /// Returns whether to ask this peer for piece `i`. Origins are asked
+    /// only for pieces no connected agent holds: every byte agents trade
+    /// among themselves is a byte the origins need not send, which keeps a
+    /// few origins enough for a large swarm.
     fn wanted(&self, i: u32) -> bool {
         let piece = PieceIndex(i);
         !self.have.has(piece)
             && self.peer.bitfield.has(piece)
             && !self.peer.asked_for(piece)
             && (self.endgame || self.requested[i as usize] == 0)
+            && (!self.peer.origin || self.endgame || self.availability.agents(i) == 0)
     }
 
     /// Picks the streaming reader's next wanted piece within `window`, or
@@ -488,9 +520,9 @@ impl Picker<'_> {
         }
         let mut best: Option<(u32, u32)> = None;
         let mut ties = 0u32;
-        for i in (0..self.availability.len() as u32).filter(|&i| self.wanted(i)) {
+        for i in (0..self.have.len()).filter(|&i| self.wanted(i)) {
             // In endgame, prefer pieces with the fewest requests out.
-            let key = self.availability[i as usize] + self.requested[i as usize] * 1024;
+            let key = self.availability.all[i as usize] + self.requested[i as usize] * 1024;
             match best {
                 Some((k, _)) if key > k => {}
                 Some((k, _)) if key == k => {

@@ -100,6 +100,11 @@ impl Swarm {
         self.peer_at(self.dir.path().join(format!("peer{n}")), config, origin).await
     }
 
+    /// Stops handing out origins, as when they all went away.
+    pub fn forget_origins(&self) {
+        self.directory.origins.lock().unwrap().clear();
+    }
+
     /// Stores `data` in `peer` as a committed blob and tells the tracker its
     /// metainfo.
     pub async fn publish(&self, peer: &Peer, data: &Bytes, piece_length: u64) -> MetaInfo {
@@ -132,4 +137,65 @@ pub fn blob(len: usize, seed: u64) -> Bytes {
 pub async fn read_back(store: &DiskStore, digest: &Digest) -> Vec<u8> {
     let reader = store.open(digest).await.unwrap();
     reader.read_at(0, reader.len() as usize).await.unwrap().to_vec()
+}
+
+/// How a fake peer misbehaves.
+#[derive(Debug, Clone, Copy)]
+pub enum Misbehaviour {
+    /// Answers every request with bytes of the right length but wrong hash.
+    Corrupt,
+    /// Accepts requests and never answers.
+    Silent,
+}
+
+/// Starts a peer that claims the whole blob and misbehaves, and announces
+/// it to the tracker as complete so leechers are handed it first.
+pub async fn spawn_bad_peer(swarm: &Swarm, meta: &MetaInfo, how: Misbehaviour) -> PeerInfo {
+    use kraken_p2p::tracker::{AnnounceRequest, Tracker};
+    use kraken_p2p::wire::{Frame, FrameReader, FrameWriter, Handshake, read_handshake};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let peer = PeerInfo { complete: true, ..PeerInfo::new(kraken_core::PeerId::random(), addr) };
+    let hello = Handshake {
+        info_hash: meta.info_hash(),
+        digest: *meta.digest(),
+        peer_id: peer.peer_id,
+        namespace: ns(),
+        bitfield: kraken_core::Bitfield::full(meta.piece_count()),
+    };
+    let request = AnnounceRequest {
+        info_hash: hello.info_hash,
+        digest: hello.digest,
+        namespace: ns(),
+        peer: peer.clone(),
+    };
+    let meta = meta.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let hello = hello.clone();
+            let meta = meta.clone();
+            tokio::spawn(async move {
+                if read_handshake(&mut tcp).await.is_err() {
+                    return;
+                }
+                kraken_p2p::wire::write_handshake(&mut tcp, &hello).await.unwrap();
+                let (read, write) = tokio::io::split(tcp);
+                let mut reader = FrameReader::new(read, meta.piece_length() as u32);
+                let mut writer = FrameWriter::new(write);
+                while let Ok(Some(frame)) = reader.next().await {
+                    let Frame::Request(index) = frame else { continue };
+                    if let Misbehaviour::Corrupt = how {
+                        let len = meta.piece_len(index).unwrap() as usize;
+                        let data = blob(len, u64::from(index.0) + 999);
+                        if writer.send(&Frame::Piece { index, data }).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    swarm.tracker.announce(&request).await.unwrap();
+    peer
 }
