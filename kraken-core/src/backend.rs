@@ -135,10 +135,16 @@ pub trait Backend: Send + Sync + fmt::Debug {
 /// An `Other` error naming the rule broken.
 pub fn validate_object_name(name: &str) -> Result<(), BackendError> {
     if name.is_empty() || name.len() > MAX_OBJECT_NAME_LEN {
-        return Err(BackendError::new(BackendErrorKind::Other, "object name length out of range"));
+        return Err(BackendError::new(
+            BackendErrorKind::Other,
+            "object name length out of range",
+        ));
     }
     if name.chars().any(char::is_control) {
-        return Err(BackendError::new(BackendErrorKind::Other, "object name has control chars"));
+        return Err(BackendError::new(
+            BackendErrorKind::Other,
+            "object name has control chars",
+        ));
     }
     Ok(())
 }
@@ -166,7 +172,10 @@ pub enum BackendErrorKind {
 impl BackendErrorKind {
     /// Returns whether a failure of this kind is worth retrying by default.
     pub fn is_retryable(self) -> bool {
-        matches!(self, BackendErrorKind::RateLimited | BackendErrorKind::Unavailable)
+        matches!(
+            self,
+            BackendErrorKind::RateLimited | BackendErrorKind::Unavailable
+        )
     }
 
     fn as_str(self) -> &'static str {
@@ -277,7 +286,9 @@ impl fmt::Display for BackendError {
 
 impl std::error::Error for BackendError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 

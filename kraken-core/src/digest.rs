@@ -164,12 +164,19 @@ impl FromStr for Digest {
         let (name, hex_part) = s.split_once(':').ok_or(DigestError::MissingAlgorithm)?;
         let algorithm = Algorithm::from_name(name)
             .ok_or_else(|| DigestError::UnsupportedAlgorithm(truncated(name)))?;
-        if let Some(bad) = hex_part.chars().find(|c| !matches!(c, '0'..='9' | 'a'..='f')) {
+        if let Some(bad) = hex_part
+            .chars()
+            .find(|c| !matches!(c, '0'..='9' | 'a'..='f'))
+        {
             return Err(DigestError::InvalidHex(bad));
         }
         let expected = algorithm.hash_len() * 2;
         if hex_part.len() != expected {
-            return Err(DigestError::WrongLength { algorithm, expected, found: hex_part.len() });
+            return Err(DigestError::WrongLength {
+                algorithm,
+                expected,
+                found: hex_part.len(),
+            });
         }
         let mut bytes = [0; 64];
         hex::decode_to_slice(hex_part, &mut bytes[..algorithm.hash_len()])
@@ -263,7 +270,9 @@ impl Hasher {
 
 impl fmt::Debug for Hasher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Hasher").field("algorithm", &self.algorithm()).finish_non_exhaustive()
+        f.debug_struct("Hasher")
+            .field("algorithm", &self.algorithm())
+            .finish_non_exhaustive()
     }
 }
 
@@ -308,21 +317,34 @@ mod tests {
             ("", DigestError::MissingAlgorithm),
             ("e3b0c442", DigestError::MissingAlgorithm),
             ("md5:abcd", DigestError::UnsupportedAlgorithm("md5".into())),
-            ("SHA256:00", DigestError::UnsupportedAlgorithm("SHA256".into())),
+            (
+                "SHA256:00",
+                DigestError::UnsupportedAlgorithm("SHA256".into()),
+            ),
             ("sha256:E3B0", DigestError::InvalidHex('E')),
             ("sha256:../../etc", DigestError::InvalidHex('.')),
             (
                 "sha256:abcd",
-                DigestError::WrongLength { algorithm: Algorithm::Sha256, expected: 64, found: 4 },
+                DigestError::WrongLength {
+                    algorithm: Algorithm::Sha256,
+                    expected: 64,
+                    found: 4,
+                },
             ),
         ];
         for (input, want) in cases {
             assert_eq!(input.parse::<Digest>().unwrap_err(), want, "{input:?}");
         }
         let too_long = format!("{EMPTY_SHA256}0");
-        assert!(matches!(too_long.parse::<Digest>(), Err(DigestError::WrongLength { .. })));
+        assert!(matches!(
+            too_long.parse::<Digest>(),
+            Err(DigestError::WrongLength { .. })
+        ));
         let sha512_short = EMPTY_SHA256.replace("sha256", "sha512");
-        assert!(matches!(sha512_short.parse::<Digest>(), Err(DigestError::WrongLength { .. })));
+        assert!(matches!(
+            sha512_short.parse::<Digest>(),
+            Err(DigestError::WrongLength { .. })
+        ));
     }
 
     #[test]

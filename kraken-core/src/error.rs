@@ -3,8 +3,8 @@
 
 use std::io;
 
-use crate::{BackendError, Digest, DigestError, MetaInfoError, NamespaceError, PieceIndex};
 use crate::store::UploadId;
+use crate::{BackendError, Digest, DigestError, MetaInfoError, NamespaceError, PieceIndex};
 
 /// A `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -56,6 +56,4 @@ pub use piece::{Bitfield, PieceIndex};
 pub use range::{ByteRange, RangeError};
 pub use rendezvous::{Node, Rendezvous};
 pub use scheduler::{BlobStream, Scheduler, SchedulerStats};
-pub use store::{
-    BlobReader, BlobStat, BlobState, BlobStore, UploadId, UploadIdError, read_range,
-};
+pub use store::{BlobReader, BlobStat, BlobState, BlobStore, UploadId, UploadIdError, read_range};

@@ -677,7 +677,7 @@ mod tests {
             let meta = MetaInfo::of_bytes(&data, Algorithm::Sha256, &lengths);
             let other = MetaInfo::of_bytes(&data, Algorithm::Sha256, &PieceLengths::fixed(piece + 1).unwrap());
             prop_assert_ne!(meta.info_hash(), other.info_hash());
-            let mut changed = data.clone();
+            let mut changed = data;
             changed[0] ^= 1;
             prop_assert_ne!(meta.info_hash(), MetaInfo::of_bytes(&changed, Algorithm::Sha256, &lengths).info_hash());
         }

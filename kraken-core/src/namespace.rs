@@ -66,7 +66,10 @@ fn validate(s: &str) -> Result<(), NamespaceError> {
     if s.len() > MAX_NAMESPACE_LEN {
         return Err(NamespaceError::TooLong(s.len()));
     }
-    if let Some(bad) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || "._-/".contains(*c))) {
+    if let Some(bad) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "._-/".contains(*c)))
+    {
         return Err(NamespaceError::InvalidChar(bad));
     }
     if s.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
@@ -119,7 +122,13 @@ mod tests {
 
     #[test]
     fn accepts_repositories_and_generic_names() {
-        for ok in ["library/ubuntu", "a", "my-org/team_x/app.v2", "__noop__", "CI-cache"] {
+        for ok in [
+            "library/ubuntu",
+            "a",
+            "my-org/team_x/app.v2",
+            "__noop__",
+            "CI-cache",
+        ] {
             assert_eq!(Namespace::new(ok).unwrap().as_str(), ok);
         }
     }
@@ -142,7 +151,10 @@ mod tests {
             assert_eq!(Namespace::new(input).unwrap_err(), want, "{input:?}");
         }
         let long = "a".repeat(256);
-        assert_eq!(Namespace::new(long).unwrap_err(), NamespaceError::TooLong(256));
+        assert_eq!(
+            Namespace::new(long).unwrap_err(),
+            NamespaceError::TooLong(256)
+        );
     }
 
     #[test]

@@ -126,7 +126,12 @@ pub struct PeerInfo {
 impl PeerInfo {
     /// Describes a peer that is neither an origin nor complete.
     pub fn new(peer_id: PeerId, addr: SocketAddr) -> Self {
-        PeerInfo { peer_id, addr, origin: false, complete: false }
+        PeerInfo {
+            peer_id,
+            addr,
+            origin: false,
+            complete: false,
+        }
     }
 }
 
@@ -157,7 +162,10 @@ mod tests {
     fn peer_info_serde_with_ipv6() {
         let p = PeerInfo {
             origin: true,
-            ..PeerInfo::new(PeerId::from_bytes([7; 20]), "[2001:db8::1]:15001".parse().unwrap())
+            ..PeerInfo::new(
+                PeerId::from_bytes([7; 20]),
+                "[2001:db8::1]:15001".parse().unwrap(),
+            )
         };
         let json = serde_json::to_string(&p).unwrap();
         assert!(json.contains("[2001:db8::1]:15001"), "{json}");

@@ -44,7 +44,10 @@ pub struct Bitfield {
 impl Bitfield {
     /// Creates a bitfield of `len` pieces, none present.
     pub fn new(len: u32) -> Self {
-        Bitfield { len, bits: vec![0; byte_len(len)] }
+        Bitfield {
+            len,
+            bits: vec![0; byte_len(len)],
+        }
     }
 
     /// Creates a bitfield of `len` pieces, all present.
@@ -71,7 +74,10 @@ impl Bitfield {
                 return None;
             }
         }
-        Some(Bitfield { len, bits: bits.to_vec() })
+        Some(Bitfield {
+            len,
+            bits: bits.to_vec(),
+        })
     }
 
     /// Returns the packed bytes, as sent on the wire and kept on disk.
@@ -100,7 +106,11 @@ impl Bitfield {
     ///
     /// When `i` is out of range: callers validate indexes first.
     pub fn set(&mut self, i: PieceIndex) {
-        assert!(i.0 < self.len, "piece {i} out of range for {} pieces", self.len);
+        assert!(
+            i.0 < self.len,
+            "piece {i} out of range for {} pieces",
+            self.len
+        );
         self.bits[i.as_usize() / 8] |= mask(i);
     }
 

@@ -42,7 +42,10 @@ impl ByteRange {
     /// `bytes=-n` with decimal numbers and `a <= b`; [`RangeError::Multiple`]
     /// for a list.
     pub fn parse_header(value: &str) -> Result<Self, RangeError> {
-        let spec = value.trim().strip_prefix("bytes=").ok_or(RangeError::Malformed)?;
+        let spec = value
+            .trim()
+            .strip_prefix("bytes=")
+            .ok_or(RangeError::Malformed)?;
         if spec.contains(',') {
             return Err(RangeError::Multiple);
         }
@@ -100,12 +103,33 @@ mod tests {
             ByteRange::parse_header("bytes=0-499"),
             Ok(ByteRange::Inclusive { start: 0, end: 499 })
         );
-        assert_eq!(ByteRange::parse_header("bytes=500-"), Ok(ByteRange::From(500)));
-        assert_eq!(ByteRange::parse_header("bytes=-20"), Ok(ByteRange::Suffix(20)));
-        for bad in ["", "bytes=", "bytes=-", "bytes=5-1", "items=0-1", "bytes=+1-2", "bytes=a-b"] {
-            assert_eq!(ByteRange::parse_header(bad), Err(RangeError::Malformed), "{bad}");
+        assert_eq!(
+            ByteRange::parse_header("bytes=500-"),
+            Ok(ByteRange::From(500))
+        );
+        assert_eq!(
+            ByteRange::parse_header("bytes=-20"),
+            Ok(ByteRange::Suffix(20))
+        );
+        for bad in [
+            "",
+            "bytes=",
+            "bytes=-",
+            "bytes=5-1",
+            "items=0-1",
+            "bytes=+1-2",
+            "bytes=a-b",
+        ] {
+            assert_eq!(
+                ByteRange::parse_header(bad),
+                Err(RangeError::Malformed),
+                "{bad}"
+            );
         }
-        assert_eq!(ByteRange::parse_header("bytes=0-1,5-6"), Err(RangeError::Multiple));
+        assert_eq!(
+            ByteRange::parse_header("bytes=0-1,5-6"),
+            Err(RangeError::Multiple)
+        );
         assert_eq!(
             ByteRange::parse_header("bytes=99999999999999999999-"),
             Err(RangeError::Malformed)
@@ -118,8 +142,18 @@ mod tests {
         assert_eq!(ByteRange::Full.resolve(0), Some(0..0));
         assert_eq!(ByteRange::From(9).resolve(10), Some(9..10));
         assert_eq!(ByteRange::From(10).resolve(10), None);
-        assert_eq!(ByteRange::Inclusive { start: 2, end: 100 }.resolve(10), Some(2..10));
-        assert_eq!(ByteRange::Inclusive { start: 0, end: u64::MAX }.resolve(10), Some(0..10));
+        assert_eq!(
+            ByteRange::Inclusive { start: 2, end: 100 }.resolve(10),
+            Some(2..10)
+        );
+        assert_eq!(
+            ByteRange::Inclusive {
+                start: 0,
+                end: u64::MAX
+            }
+            .resolve(10),
+            Some(0..10)
+        );
         assert_eq!(ByteRange::Suffix(3).resolve(10), Some(7..10));
         assert_eq!(ByteRange::Suffix(30).resolve(10), Some(0..10));
         assert_eq!(ByteRange::Suffix(0).resolve(10), None);

@@ -24,7 +24,10 @@ pub struct Node {
 impl Node {
     /// Creates a node with the default weight of 100.
     pub fn new(label: impl Into<String>) -> Self {
-        Node { label: label.into(), weight: 100 }
+        Node {
+            label: label.into(),
+            weight: 100,
+        }
     }
 }
 
@@ -91,7 +94,9 @@ mod tests {
     use super::*;
 
     fn digests(n: u32) -> Vec<Digest> {
-        (0..n).map(|i| Digest::sha256_of(&i.to_be_bytes())).collect()
+        (0..n)
+            .map(|i| Digest::sha256_of(&i.to_be_bytes()))
+            .collect()
     }
 
     fn set(labels: &[&str]) -> Rendezvous {
@@ -117,20 +122,37 @@ mod tests {
         let before = set(&["a", "b", "c", "d", "e"]);
         let after = set(&["a", "b", "c", "e"]);
         for d in digests(2000) {
-            let old: Vec<_> = before.ranked(&d).into_iter().filter(|n| n.label != "d").collect();
-            assert_eq!(old, after.ranked(&d), "order among survivors must not change");
+            let old: Vec<_> = before
+                .ranked(&d)
+                .into_iter()
+                .filter(|n| n.label != "d")
+                .collect();
+            assert_eq!(
+                old,
+                after.ranked(&d),
+                "order among survivors must not change"
+            );
         }
     }
 
     #[test]
     fn weights_shape_shares() {
         let r = Rendezvous::new([
-            Node { label: "heavy".into(), weight: 300 },
+            Node {
+                label: "heavy".into(),
+                weight: 300,
+            },
             Node::new("light"),
-            Node { label: "off".into(), weight: 0 },
+            Node {
+                label: "off".into(),
+                weight: 0,
+            },
         ]);
         let keys = digests(4000);
-        let heavy = keys.iter().filter(|d| r.owners(d, 1)[0].label == "heavy").count();
+        let heavy = keys
+            .iter()
+            .filter(|d| r.owners(d, 1)[0].label == "heavy")
+            .count();
         // Expect 3/4 of 4000 = 3000; allow for sampling noise.
         assert!((2800..3200).contains(&heavy), "heavy owned {heavy}");
         assert!(keys.iter().all(|d| r.ranked(d).len() == 2));
@@ -144,6 +166,9 @@ mod tests {
             let first = &r.owners(&d, 1)[0].label;
             counts[first[1..].parse::<usize>().unwrap() - 1] += 1;
         }
-        assert!(counts.iter().all(|&c| (850..1150).contains(&c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&c| (850..1150).contains(&c)),
+            "{counts:?}"
+        );
     }
 }

@@ -149,7 +149,11 @@ pub fn read_range(
         }
         let len = chunk.min(range.end - range.start);
         let item = reader.read_at(range.start, len as usize).await;
-        let next = if item.is_ok() { range.start + len..range.end } else { range.end..range.end };
+        let next = if item.is_ok() {
+            range.start + len..range.end
+        } else {
+            range.end..range.end
+        };
         Some((item, (reader, next)))
     })
     .boxed()

@@ -28,7 +28,11 @@ impl SchedulerHarness for Harness {
     }
 
     async fn publish(&self, _: &Namespace, data: Bytes) -> Digest {
-        *self.swarm.publish(&self.origin, &data, 16 * 1024).await.digest()
+        *self
+            .swarm
+            .publish(&self.origin, &data, 16 * 1024)
+            .await
+            .digest()
     }
 }
 
@@ -37,5 +41,10 @@ async fn engine_passes_the_scheduler_suite() {
     let swarm = Swarm::new();
     let origin = swarm.peer(fast_config(), true).await;
     let agent = swarm.peer(fast_config(), false).await;
-    scheduler_suite(&Harness { swarm, origin, agent }).await;
+    scheduler_suite(&Harness {
+        swarm,
+        origin,
+        agent,
+    })
+    .await;
 }

@@ -19,16 +19,24 @@ async fn leechers_fetch_a_blob_from_an_origin_and_each_other() {
         leechers.push(swarm.peer(fast_config(), false).await);
     }
     let ns = ns();
-    let downloads = leechers.iter().map(|l| l.engine.download(&ns, meta.digest()));
-    let results = tokio::time::timeout(Duration::from_secs(60), futures::future::join_all(downloads))
-        .await
-        .expect("swarm finished in time");
+    let downloads = leechers
+        .iter()
+        .map(|l| l.engine.download(&ns, meta.digest()));
+    let results = tokio::time::timeout(
+        Duration::from_secs(60),
+        futures::future::join_all(downloads),
+    )
+    .await
+    .expect("swarm finished in time");
     for (leecher, result) in leechers.iter().zip(results) {
         result.unwrap();
         assert_eq!(read_back(&leecher.store, meta.digest()).await, data);
     }
     let served: u64 = leechers.iter().map(|l| l.engine.stats().bytes_out).sum();
-    println!("origin sent {} bytes, leechers {served}", origin.engine.stats().bytes_out);
+    println!(
+        "origin sent {} bytes, leechers {served}",
+        origin.engine.stats().bytes_out
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,8 +46,15 @@ async fn streams_a_range_while_downloading() {
     let data = blob(2 << 20, 2);
     let meta = swarm.publish(&origin, &data, 64 * 1024).await;
     let agent = swarm.peer(fast_config(), false).await;
-    let range = ByteRange::Inclusive { start: 100_000, end: 1_500_000 };
-    let stream = agent.engine.stream(&ns(), meta.digest(), range).await.unwrap();
+    let range = ByteRange::Inclusive {
+        start: 100_000,
+        end: 1_500_000,
+    };
+    let stream = agent
+        .engine
+        .stream(&ns(), meta.digest(), range)
+        .await
+        .unwrap();
     assert_eq!(stream.length, data.len() as u64);
     assert_eq!(stream.range, 100_000..1_500_001);
     let chunks: Vec<_> = futures::StreamExt::collect::<Vec<_>>(stream.body).await;

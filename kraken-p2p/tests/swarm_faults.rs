@@ -28,8 +28,14 @@ async fn twenty_leechers_with_bandwidth_caps_get_exact_bytes_and_spare_the_seed(
         leechers.push(swarm.peer(capped.clone(), false).await);
     }
     let ns = ns();
-    let downloads = join_all(leechers.iter().map(|l| l.engine.download(&ns, meta.digest())));
-    let results = tokio::time::timeout(LIMIT, downloads).await.expect("swarm finished in time");
+    let downloads = join_all(
+        leechers
+            .iter()
+            .map(|l| l.engine.download(&ns, meta.digest())),
+    );
+    let results = tokio::time::timeout(LIMIT, downloads)
+        .await
+        .expect("swarm finished in time");
     for (leecher, result) in leechers.iter().zip(results) {
         result.unwrap();
         assert_eq!(read_back(&leecher.store, meta.digest()).await, data);
@@ -51,8 +57,14 @@ async fn a_lying_peer_is_blacklisted_and_poisons_nothing() {
         leechers.push(swarm.peer(fast_config(), false).await);
     }
     let ns = ns();
-    let downloads = join_all(leechers.iter().map(|l| l.engine.download(&ns, meta.digest())));
-    let results = tokio::time::timeout(LIMIT, downloads).await.expect("swarm finished in time");
+    let downloads = join_all(
+        leechers
+            .iter()
+            .map(|l| l.engine.download(&ns, meta.digest())),
+    );
+    let results = tokio::time::timeout(LIMIT, downloads)
+        .await
+        .expect("swarm finished in time");
     for (leecher, result) in leechers.iter().zip(results) {
         result.unwrap();
         assert_eq!(read_back(&leecher.store, meta.digest()).await, data);
@@ -75,17 +87,23 @@ async fn a_silent_peer_only_costs_the_request_timeout() {
     spawn_bad_peer(&swarm, &meta, Misbehaviour::Silent).await;
     let agent = swarm.peer(config, false).await;
     let started = tokio::time::Instant::now();
-    tokio::time::timeout(Duration::from_secs(20), agent.engine.download(&ns(), meta.digest()))
-        .await
-        .expect("a silent peer must not stall the download")
-        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        agent.engine.download(&ns(), meta.digest()),
+    )
+    .await
+    .expect("a silent peer must not stall the download")
+    .unwrap();
     assert_eq!(read_back(&agent.store, meta.digest()).await, data);
     println!("finished in {:?}", started.elapsed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leechers_finish_after_the_seed_leaves() {
-    let slow = SchedulerConfig { egress_limit: Some(ByteSize::mib(8)), ..fast_config() };
+    let slow = SchedulerConfig {
+        egress_limit: Some(ByteSize::mib(8)),
+        ..fast_config()
+    };
     let swarm = Swarm::new();
     let origin = swarm.peer(fast_config(), true).await;
     let data = blob(8 << 20, 6);
@@ -95,7 +113,11 @@ async fn leechers_finish_after_the_seed_leaves() {
         leechers.push(swarm.peer(slow.clone(), false).await);
     }
     let ns = ns();
-    let downloads = join_all(leechers.iter().map(|l| l.engine.download(&ns, meta.digest())));
+    let downloads = join_all(
+        leechers
+            .iter()
+            .map(|l| l.engine.download(&ns, meta.digest())),
+    );
     let watch_union = async {
         loop {
             let mut union = kraken_core::Bitfield::new(meta.piece_count());
@@ -124,7 +146,10 @@ async fn leechers_finish_after_the_seed_leaves() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_leecher_fetches_only_missing_pieces() {
     let swarm = Swarm::new();
-    let origin_config = SchedulerConfig { egress_limit: Some(ByteSize::mib(4)), ..fast_config() };
+    let origin_config = SchedulerConfig {
+        egress_limit: Some(ByteSize::mib(4)),
+        ..fast_config()
+    };
     let origin = swarm.peer(origin_config, true).await;
     let data = blob(4 << 20, 7);
     let piece = 256 * 1024;
@@ -138,7 +163,12 @@ async fn a_restarted_leecher_fetches_only_missing_pieces() {
     });
     let half = meta.piece_count() / 2;
     loop {
-        let have = agent.store.bitfield(meta.digest()).await.map(|b| b.count()).unwrap_or(0);
+        let have = agent
+            .store
+            .bitfield(meta.digest())
+            .await
+            .map(|b| b.count())
+            .unwrap_or(0);
         if have >= half {
             break;
         }
@@ -158,5 +188,8 @@ async fn a_restarted_leecher_fetches_only_missing_pieces() {
     assert_eq!(read_back(&again.store, meta.digest()).await, data);
     let missing = u64::from(meta.piece_count() - kept) * piece;
     let fetched = again.engine.stats().bytes_in;
-    assert!(fetched <= missing, "fetched {fetched} bytes, only {missing} were missing");
+    assert!(
+        fetched <= missing,
+        "fetched {fetched} bytes, only {missing} were missing"
+    );
 }

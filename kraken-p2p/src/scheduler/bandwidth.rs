@@ -24,7 +24,10 @@ impl Bandwidth {
         let limiter = limit.map(|l| {
             let per_second = NonZeroU32::new((l.0 / TOKEN).clamp(1, u64::from(u32::MAX)) as u32)
                 .expect("clamped to at least one");
-            (RateLimiter::direct(Quota::per_second(per_second)), per_second)
+            (
+                RateLimiter::direct(Quota::per_second(per_second)),
+                per_second,
+            )
         });
         Bandwidth { limiter }
     }
@@ -35,12 +38,17 @@ impl Bandwidth {
     ///
     /// Cancel safe; tokens already taken stay spent.
     pub async fn acquire(&self, bytes: usize) {
-        let Some((limiter, burst)) = &self.limiter else { return };
+        let Some((limiter, burst)) = &self.limiter else {
+            return;
+        };
         let mut tokens = (bytes as u64).div_ceil(TOKEN);
         while tokens > 0 {
             let now = tokens.min(u64::from(burst.get())) as u32;
             let n = NonZeroU32::new(now).expect("tokens left is positive");
-            limiter.until_n_ready(n).await.expect("instalments never exceed the burst");
+            limiter
+                .until_n_ready(n)
+                .await
+                .expect("instalments never exceed the burst");
             tokens -= u64::from(now);
         }
     }

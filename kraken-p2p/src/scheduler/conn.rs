@@ -71,9 +71,18 @@ pub(crate) fn start(ctx: ConnContext, io: BoxIo, reply: Option<Handshake>) -> Co
     ctx.inner.connections.fetch_add(1, Ordering::Relaxed);
     let cancel = ctx.cancel.clone();
     let writer = write_loop(ctx.clone(), write, reply, frame_rx);
-    tokio::spawn(cancel.clone().run_until_cancelled_owned(writer).instrument(span.clone()));
+    tokio::spawn(
+        cancel
+            .clone()
+            .run_until_cancelled_owned(writer)
+            .instrument(span.clone()),
+    );
     let server = serve_loop(ctx.clone(), serve_rx, frames.clone());
-    tokio::spawn(cancel.run_until_cancelled_owned(server).instrument(span.clone()));
+    tokio::spawn(
+        cancel
+            .run_until_cancelled_owned(server)
+            .instrument(span.clone()),
+    );
     let reader = read_loop(ctx, id, read, serve_tx, frames.clone());
     tokio::spawn(reader.instrument(span));
     ConnHandle { id, frames }
@@ -85,10 +94,10 @@ async fn write_loop(
     reply: Option<Handshake>,
     mut frames: mpsc::Receiver<Frame>,
 ) {
-    if let Some(handshake) = reply {
-        if write_handshake(&mut write, &handshake).await.is_err() {
-            return;
-        }
+    if let Some(handshake) = reply
+        && write_handshake(&mut write, &handshake).await.is_err()
+    {
+        return;
     }
     let mut writer = FrameWriter::new(write);
     while let Some(frame) = frames.recv().await {
@@ -115,12 +124,16 @@ async fn serve_loop(
     while let Some(index) = requests.recv().await {
         let frame = match ctx.inner.store.read_piece(&ctx.digest, index).await {
             Ok(data) => Frame::Piece { index, data },
-            Err(Error::PieceOutOfRange { .. }) => {
-                Frame::Reject { index, reason: RejectReason::Invalid }
-            }
+            Err(Error::PieceOutOfRange { .. }) => Frame::Reject {
+                index,
+                reason: RejectReason::Invalid,
+            },
             Err(e) => {
                 tracing::trace!(%index, error = %e, "cannot serve piece");
-                Frame::Reject { index, reason: RejectReason::NotAvailable }
+                Frame::Reject {
+                    index,
+                    reason: RejectReason::NotAvailable,
+                }
             }
         };
         let is_piece = matches!(frame, Frame::Piece { .. });
@@ -161,7 +174,13 @@ async fn read_loop(
     }
     ctx.cancel.cancel();
     ctx.inner.connections.fetch_sub(1, Ordering::Relaxed);
-    let _ = ctx.events.send(Event::Closed { peer: ctx.peer, conn: id }).await;
+    let _ = ctx
+        .events
+        .send(Event::Closed {
+            peer: ctx.peer,
+            conn: id,
+        })
+        .await;
 }
 
 fn log_wire_error(e: &WireError) {
@@ -196,11 +215,18 @@ async fn handle_frame(
                     return false;
                 }
             };
-            Event::PieceStored { peer: ctx.peer, index, verdict }
+            Event::PieceStored {
+                peer: ctx.peer,
+                index,
+                verdict,
+            }
         }
         Frame::Request(index) => {
             if serve.try_send(index).is_err() {
-                let _ = frames.try_send(Frame::Reject { index, reason: RejectReason::Busy });
+                let _ = frames.try_send(Frame::Reject {
+                    index,
+                    reason: RejectReason::Busy,
+                });
             }
             return true;
         }
@@ -209,7 +235,10 @@ async fn handle_frame(
             return false;
         }
         Frame::KeepAlive | Frame::Cancel(_) => return true,
-        other => Event::Frame { peer: ctx.peer, frame: other },
+        other => Event::Frame {
+            peer: ctx.peer,
+            frame: other,
+        },
     };
     ctx.events.send(event).await.is_ok()
 }

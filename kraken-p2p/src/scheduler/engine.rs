@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use kraken_core::{
-    BlobState, BlobStore, ByteRange, Digest, Error, Namespace, PeerId, PeerInfo, Result,
-    Scheduler, SchedulerStats,
+    BlobState, BlobStore, ByteRange, Digest, Error, Namespace, PeerId, PeerInfo, Result, Scheduler,
+    SchedulerStats,
 };
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
@@ -91,7 +91,9 @@ impl Engine {
         tracker: Arc<dyn Tracker>,
     ) -> Result<Engine> {
         let config = options.scheduler;
-        config.validate().map_err(|e| Error::Io(std::io::Error::other(e)))?;
+        config
+            .validate()
+            .map_err(|e| Error::Io(std::io::Error::other(e)))?;
         let listener = TcpListener::bind(options.listen).await?;
         let addr = options.advertise.unwrap_or(listener.local_addr()?);
         let local = PeerInfo {
@@ -168,10 +170,10 @@ impl Inner {
         digest: &Digest,
     ) -> SessionHandle {
         let mut sessions = self.sessions();
-        if let Some(handle) = sessions.get(digest) {
-            if !matches!(handle.view.borrow().phase, Phase::Failed(_)) {
-                return handle.clone();
-            }
+        if let Some(handle) = sessions.get(digest)
+            && !matches!(handle.view.borrow().phase, Phase::Failed(_))
+        {
+            return handle.clone();
         }
         let handle = session::spawn(self.clone(), namespace.clone(), *digest, None);
         sessions.insert(*digest, handle.clone());
@@ -194,9 +196,9 @@ impl Inner {
         }
         let meta = Arc::new(self.store.metainfo(digest).await?);
         let mut sessions = self.sessions();
-        let handle = sessions
-            .entry(*digest)
-            .or_insert_with(|| session::spawn(self.clone(), namespace.clone(), *digest, Some(meta)));
+        let handle = sessions.entry(*digest).or_insert_with(|| {
+            session::spawn(self.clone(), namespace.clone(), *digest, Some(meta))
+        });
         Ok(handle.clone())
     }
 
@@ -254,9 +256,14 @@ async fn inbound(inner: Arc<Inner>, tcp: TcpStream) {
     let existing = inner.sessions().get(&handshake.digest).cloned();
     let session = match existing {
         Some(session) => session,
-        None => match inner.seed_session(&handshake.namespace, &handshake.digest).await {
+        None => match inner
+            .seed_session(&handshake.namespace, &handshake.digest)
+            .await
+        {
             Ok(session) => session,
-            Err(e) => return tracing::debug!(digest = %handshake.digest, error = %e, "no such blob"),
+            Err(e) => {
+                return tracing::debug!(digest = %handshake.digest, error = %e, "no such blob");
+            }
         },
     };
     let _ = session.events.send(Event::Inbound { handshake, io }).await;
@@ -265,7 +272,13 @@ async fn inbound(inner: Arc<Inner>, tcp: TcpStream) {
 #[async_trait]
 impl Scheduler for Engine {
     async fn download(&self, namespace: &Namespace, digest: &Digest) -> Result<()> {
-        if self.inner.store.stat(digest).await.is_ok_and(|s| s.state == BlobState::Cached) {
+        if self
+            .inner
+            .store
+            .stat(digest)
+            .await
+            .is_ok_and(|s| s.state == BlobState::Cached)
+        {
             return Ok(());
         }
         let handle = self.inner.download_session(namespace, digest);
@@ -305,7 +318,9 @@ impl Scheduler for Engine {
 
     fn stats(&self) -> SchedulerStats {
         let sessions = self.inner.sessions();
-        let seeding = sessions.values().filter(|s| s.view.borrow().phase == Phase::Complete);
+        let seeding = sessions
+            .values()
+            .filter(|s| s.view.borrow().phase == Phase::Complete);
         let seeding = seeding.count() as u64;
         SchedulerStats {
             downloading: sessions.len() as u64 - seeding,

@@ -35,13 +35,22 @@ pub(crate) enum Event {
     /// A peer connected to us and sent its handshake.
     Inbound { handshake: Handshake, io: BoxIo },
     /// A dial finished both handshakes; `sent` is the bitfield we sent.
-    Dialed { peer: PeerInfo, handshake: Handshake, io: BoxIo, sent: Bitfield },
+    Dialed {
+        peer: PeerInfo,
+        handshake: Handshake,
+        io: BoxIo,
+        sent: Bitfield,
+    },
     /// A dial failed.
     DialFailed { peer: PeerId },
     /// A control frame from a peer.
     Frame { peer: PeerId, frame: Frame },
     /// A piece from a peer was checked and, when valid, stored.
-    PieceStored { peer: PeerId, index: PieceIndex, verdict: Verdict },
+    PieceStored {
+        peer: PeerId,
+        index: PieceIndex,
+        verdict: Verdict,
+    },
     /// We sent a piece to a peer.
     PieceSent { peer: PeerId },
     /// A connection ended.
@@ -152,13 +161,28 @@ pub(crate) fn spawn(
 ) -> SessionHandle {
     let id = inner.next_session_id();
     let (events, rx) = mpsc::channel(1024);
-    let phase = if meta.is_some() { Phase::Complete } else { Phase::Resolving };
-    let have = meta.as_ref().map(|m| Bitfield::full(m.piece_count())).unwrap_or_default();
-    let (view, view_rx) = watch::channel(View { meta: meta.clone(), have, phase });
+    let phase = if meta.is_some() {
+        Phase::Complete
+    } else {
+        Phase::Resolving
+    };
+    let have = meta
+        .as_ref()
+        .map(|m| Bitfield::full(m.piece_count()))
+        .unwrap_or_default();
+    let (view, view_rx) = watch::channel(View {
+        meta: meta.clone(),
+        have,
+        phase,
+    });
     let span = tracing::info_span!("blob", %digest, %namespace);
     let task = run(inner, id, namespace, digest, meta, events.clone(), rx, view);
     tokio::spawn(task.instrument(span));
-    SessionHandle { id, events, view: view_rx }
+    SessionHandle {
+        id,
+        events,
+        view: view_rx,
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -234,9 +258,15 @@ async fn resolve(
         Err(_) => fetch_metainfo(inner, namespace, digest).await?,
     };
     if meta.digest() != digest {
-        return Err(Failure::Corrupt("tracker returned metainfo of another blob".into()));
+        return Err(Failure::Corrupt(
+            "tracker returned metainfo of another blob".into(),
+        ));
     }
-    let have = inner.store.start_download(&meta).await.map_err(|e| Failure::from_error(&e))?;
+    let have = inner
+        .store
+        .start_download(&meta)
+        .await
+        .map_err(|e| Failure::from_error(&e))?;
     Ok((Arc::new(meta), have))
 }
 
@@ -304,16 +334,23 @@ impl Session {
         let now = self.inner.now();
         let actions = match event {
             Event::Inbound { handshake, io } => self.inbound(now, handshake, io),
-            Event::Dialed { peer, handshake, io, sent } => {
-                self.dialed(now, peer, handshake, io, &sent)
-            }
+            Event::Dialed {
+                peer,
+                handshake,
+                io,
+                sent,
+            } => self.dialed(now, &peer, handshake, io, &sent),
             Event::DialFailed { peer } => {
                 self.dialing.remove(&peer);
                 self.torrent.blacklist(peer, now);
                 Vec::new()
             }
-            Event::Frame { peer, frame } => self.frame(now, peer, frame),
-            Event::PieceStored { peer, index, verdict } => {
+            Event::Frame { peer, frame } => self.frame(now, peer, &frame),
+            Event::PieceStored {
+                peer,
+                index,
+                verdict,
+            } => {
                 if verdict == Verdict::Valid {
                     self.last_progress = now;
                 }
@@ -331,7 +368,8 @@ impl Session {
                     Some(p) => self.cursors.insert(reader, p),
                     None => self.cursors.remove(&reader),
                 };
-                self.torrent.set_stream_cursor(self.cursors.values().min().copied());
+                self.torrent
+                    .set_stream_cursor(self.cursors.values().min().copied());
                 Vec::new()
             }
             Event::Touch => {
@@ -363,7 +401,7 @@ impl Session {
     fn dialed(
         &mut self,
         now: Duration,
-        peer: PeerInfo,
+        peer: &PeerInfo,
         hs: Handshake,
         io: BoxIo,
         sent: &Bitfield,
@@ -378,10 +416,17 @@ impl Session {
         if !self.torrent.accepts(&peer.peer_id, now) {
             return Vec::new();
         }
-        let catch_up: Vec<_> = self.torrent.have().present().filter(|&i| !sent.has(i)).collect();
+        let catch_up: Vec<_> = self
+            .torrent
+            .have()
+            .present()
+            .filter(|&i| !sent.has(i))
+            .collect();
         let actions = self.connect(now, hs, io, None, peer.origin);
         if let Some(conn) = self.conns.get(&peer.peer_id) {
-            catch_up.into_iter().for_each(|i| conn.handle.send(Frame::HavePiece(i)));
+            catch_up
+                .into_iter()
+                .for_each(|i| conn.handle.send(Frame::HavePiece(i)));
         }
         actions
     }
@@ -409,11 +454,12 @@ impl Session {
             handle.send(Frame::Complete);
         }
         self.conns.insert(hs.peer_id, Conn { handle, cancel });
-        self.torrent.peer_connected(now, hs.peer_id, hs.bitfield, origin)
+        self.torrent
+            .peer_connected(now, hs.peer_id, hs.bitfield, origin)
     }
 
-    fn frame(&mut self, now: Duration, peer: PeerId, frame: Frame) -> Vec<Action> {
-        match frame {
+    fn frame(&mut self, now: Duration, peer: PeerId, frame: &Frame) -> Vec<Action> {
+        match *frame {
             Frame::HavePiece(i) => self.torrent.peer_has(now, peer, i),
             Frame::Complete => self.torrent.peer_complete(now, peer),
             Frame::Reject { index, .. } => self.torrent.request_rejected(now, peer, index),
@@ -438,7 +484,9 @@ impl Session {
                 Action::Cancel { peer, piece } => self.send(peer, Frame::Cancel(piece)),
                 Action::Announce(piece) => {
                     self.view.send_modify(|v| v.have.set(piece));
-                    self.conns.values().for_each(|c| c.handle.send(Frame::HavePiece(piece)));
+                    self.conns
+                        .values()
+                        .for_each(|c| c.handle.send(Frame::HavePiece(piece)));
                 }
                 Action::Disconnect { peer, reason } => {
                     tracing::debug!(%peer, ?reason, "disconnecting");
@@ -465,7 +513,9 @@ impl Session {
             Ok(()) => {
                 tracing::info!(length = self.meta.length(), "blob complete");
                 self.view.send_modify(|v| v.phase = Phase::Complete);
-                self.conns.values().for_each(|c| c.handle.send(Frame::Complete));
+                self.conns
+                    .values()
+                    .for_each(|c| c.handle.send(Frame::Complete));
                 self.next_announce = self.inner.now();
             }
             Err(e) => self.fail(Failure::from_error(&e)),
@@ -540,7 +590,9 @@ impl Session {
                 break;
             }
             let me = peer.peer_id == self.inner.local.peer_id;
-            if me || self.dialing.contains(&peer.peer_id) || !self.torrent.accepts(&peer.peer_id, now)
+            if me
+                || self.dialing.contains(&peer.peer_id)
+                || !self.torrent.accepts(&peer.peer_id, now)
             {
                 continue;
             }
@@ -561,7 +613,12 @@ impl Session {
                 () = cancel.cancelled() => return,
             };
             let event = match dialed {
-                Ok((handshake, io)) => Event::Dialed { peer, handshake, io, sent: hello.bitfield },
+                Ok((handshake, io)) => Event::Dialed {
+                    peer,
+                    handshake,
+                    io,
+                    sent: hello.bitfield,
+                },
                 Err(e) => {
                     tracing::debug!(peer = %peer.peer_id, addr = %peer.addr, error = %e, "dial failed");
                     Event::DialFailed { peer: peer.peer_id }

@@ -30,14 +30,21 @@ pub(crate) async fn open(
         let length = reader.len();
         let range = resolve(range, length)?;
         let body = kraken_core::read_range(reader, range.clone(), CHUNK);
-        return Ok(BlobStream { length, range, body });
+        return Ok(BlobStream {
+            length,
+            range,
+            body,
+        });
     }
     let handle = inner.download_session(namespace, digest);
     let _ = handle.events.send(Event::Touch).await;
     let mut view = handle.view.clone();
     let meta = {
         let ready = |v: &View| v.meta.is_some() || matches!(v.phase, Phase::Failed(_));
-        let v = view.wait_for(ready).await.map_err(|_| Error::Unavailable(*digest))?;
+        let v = view
+            .wait_for(ready)
+            .await
+            .map_err(|_| Error::Unavailable(*digest))?;
         if let Phase::Failed(failure) = &v.phase {
             return Err(failure.to_error(digest));
         }
@@ -45,8 +52,17 @@ pub(crate) async fn open(
     };
     let length = meta.length();
     let range = resolve(range, length)?;
-    let cursor = Cursor { events: handle.events, id: inner.next_session_id() };
-    let reader = Reader { inner: inner.clone(), meta, view, cursor, next: range.start };
+    let cursor = Cursor {
+        events: handle.events,
+        id: inner.next_session_id(),
+    };
+    let reader = Reader {
+        inner: inner.clone(),
+        meta,
+        view,
+        cursor,
+        next: range.start,
+    };
     let end = range.end;
     let body = stream::unfold(reader, move |mut r| async move {
         if r.next >= end {
@@ -58,7 +74,11 @@ pub(crate) async fn open(
         }
         Some((item, r))
     });
-    Ok(BlobStream { length, range, body: body.boxed() })
+    Ok(BlobStream {
+        length,
+        range,
+        body: body.boxed(),
+    })
 }
 
 fn resolve(range: ByteRange, length: u64) -> Result<std::ops::Range<u64>> {
@@ -92,7 +112,11 @@ impl Reader {
             return Err(failure.to_error(&digest));
         }
         let data = self.inner.store.read_piece(&digest, piece).await?;
-        let start = self.meta.piece_range(piece).expect("piece within the blob").start;
+        let start = self
+            .meta
+            .piece_range(piece)
+            .expect("piece within the blob")
+            .start;
         let from = (self.next - start) as usize;
         let to = (end.min(start + data.len() as u64) - start) as usize;
         self.next = start + to as u64;
@@ -108,12 +132,18 @@ struct Cursor {
 
 impl Cursor {
     fn at(&self, piece: u32) {
-        let _ = self.events.try_send(Event::Cursor { reader: self.id, piece: Some(piece) });
+        let _ = self.events.try_send(Event::Cursor {
+            reader: self.id,
+            piece: Some(piece),
+        });
     }
 }
 
 impl Drop for Cursor {
     fn drop(&mut self) {
-        let _ = self.events.try_send(Event::Cursor { reader: self.id, piece: None });
+        let _ = self.events.try_send(Event::Cursor {
+            reader: self.id,
+            piece: None,
+        });
     }
 }

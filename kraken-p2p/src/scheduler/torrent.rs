@@ -345,20 +345,20 @@ impl Torrent {
 
     /// Stops counting `piece` as held by `id`, until it announces it again.
     fn unset(&mut self, id: PeerId, piece: PieceIndex) {
-        if let Some(peer) = self.peers.get_mut(&id) {
-            if peer.bitfield.has(piece) {
-                peer.bitfield.clear(piece);
-                self.availability.remove(piece, peer.origin);
-            }
+        if let Some(peer) = self.peers.get_mut(&id)
+            && peer.bitfield.has(piece)
+        {
+            peer.bitfield.clear(piece);
+            self.availability.remove(piece, peer.origin);
         }
     }
 
     fn forget_request(&mut self, id: PeerId, piece: PieceIndex) {
-        if let Some(peer) = self.peers.get_mut(&id) {
-            if let Some(at) = peer.inflight.iter().position(|(p, _)| *p == piece) {
-                peer.inflight.swap_remove(at);
-                self.requested[piece.as_usize()] -= 1;
-            }
+        if let Some(peer) = self.peers.get_mut(&id)
+            && let Some(at) = peer.inflight.iter().position(|(p, _)| *p == piece)
+        {
+            peer.inflight.swap_remove(at);
+            self.requested[piece.as_usize()] -= 1;
         }
     }
 
@@ -471,7 +471,10 @@ struct Availability {
 
 impl Availability {
     fn new(pieces: u32) -> Self {
-        Availability { all: vec![0; pieces as usize], origins: vec![0; pieces as usize] }
+        Availability {
+            all: vec![0; pieces as usize],
+            origins: vec![0; pieces as usize],
+        }
     }
 
     fn add(&mut self, piece: PieceIndex, origin: bool) {

@@ -12,13 +12,21 @@ use super::*;
 const PIECE_LEN: u64 = 1 << 20;
 
 fn torrent(pieces: u32) -> Torrent {
-    Torrent::new(SchedulerConfig::default(), PIECE_LEN, Bitfield::new(pieces), rng())
+    Torrent::new(
+        SchedulerConfig::default(),
+        PIECE_LEN,
+        Bitfield::new(pieces),
+        rng(),
+    )
 }
 
 /// A torrent that never enters endgame, to test the ordinary policy on
 /// blobs of very few pieces.
 fn no_endgame(pieces: u32) -> Torrent {
-    let config = SchedulerConfig { endgame_threshold: 0, ..SchedulerConfig::default() };
+    let config = SchedulerConfig {
+        endgame_threshold: 0,
+        ..SchedulerConfig::default()
+    };
     Torrent::new(config, PIECE_LEN, Bitfield::new(pieces), rng())
 }
 
@@ -138,14 +146,11 @@ fn expired_requests_move_to_another_peer() {
 
 #[test]
 fn endgame_duplicates_requests_to_different_peers() {
-    let mut config = SchedulerConfig::default();
-    config.endgame_threshold = 2;
-    let mut t = Torrent::new(
-        config,
-        PIECE_LEN,
-        Bitfield::new(2),
-        StdRng::seed_from_u64(1),
-    );
+    let config = SchedulerConfig {
+        endgame_threshold: 2,
+        ..SchedulerConfig::default()
+    };
+    let mut t = Torrent::new(config, PIECE_LEN, Bitfield::new(2), rng());
     let a = requests(&t.peer_connected(T0, id(1), Bitfield::full(2), false));
     let b = requests(&t.peer_connected(T0, id(2), Bitfield::full(2), false));
     assert_eq!(

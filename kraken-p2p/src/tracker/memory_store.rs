@@ -67,7 +67,7 @@ impl PeerStore for MemoryPeerStore {
         let now = Instant::now();
         let mut state = self.lock();
         state.announces += 1;
-        if state.announces % SWEEP_EVERY == 0 {
+        if state.announces.is_multiple_of(SWEEP_EVERY) {
             state.sweep(now);
         }
         let entry = Entry {

@@ -102,7 +102,11 @@ impl TrackerService {
         peers: Arc<dyn PeerStore>,
         origins: Arc<dyn OriginDirectory>,
     ) -> Self {
-        TrackerService { config, peers, origins }
+        TrackerService {
+            config,
+            peers,
+            origins,
+        }
     }
 }
 
@@ -110,13 +114,22 @@ impl TrackerService {
 impl Tracker for TrackerService {
     async fn announce(&self, request: &AnnounceRequest) -> Result<AnnounceResponse> {
         let interval = self.config.announce_interval;
-        self.peers.announce(&request.info_hash, &request.peer).await?;
+        self.peers
+            .announce(&request.info_hash, &request.peer)
+            .await?;
         if request.peer.complete {
-            return Ok(AnnounceResponse { peers: Vec::new(), interval });
+            return Ok(AnnounceResponse {
+                peers: Vec::new(),
+                interval,
+            });
         }
         let limit = self.config.announce_limit + 1; // the asker may be drawn
         let agents = self.peers.sample(&request.info_hash, limit).await?;
-        let origins = match self.origins.origins(&request.namespace, &request.digest).await {
+        let origins = match self
+            .origins
+            .origins(&request.namespace, &request.digest)
+            .await
+        {
             Ok(origins) => origins,
             // Agents can still help each other while origins are unreachable.
             Err(e) => {
@@ -148,14 +161,24 @@ pub fn handout(
         .take(limit)
         .collect();
     agents.sort_by_key(|p| !p.complete);
-    let split = agents.iter().position(|p| !p.complete).unwrap_or(agents.len());
+    let split = agents
+        .iter()
+        .position(|p| !p.complete)
+        .unwrap_or(agents.len());
     let incomplete = agents.split_off(split);
-    let origins = origins.into_iter().filter(|o| o.peer_id != asker.peer_id).map(|mut o| {
-        o.origin = true;
-        o.complete = true;
-        o
-    });
-    agents.into_iter().chain(origins).chain(incomplete).collect()
+    let origins = origins
+        .into_iter()
+        .filter(|o| o.peer_id != asker.peer_id)
+        .map(|mut o| {
+            o.origin = true;
+            o.complete = true;
+            o
+        });
+    agents
+        .into_iter()
+        .chain(origins)
+        .chain(incomplete)
+        .collect()
 }
 
 #[cfg(test)]
@@ -166,13 +189,21 @@ mod tests {
 
     fn peer(n: u8, complete: bool) -> PeerInfo {
         let addr = format!("127.0.0.{n}:16001").parse().unwrap();
-        PeerInfo { complete, ..PeerInfo::new(PeerId::from_bytes([n; 20]), addr) }
+        PeerInfo {
+            complete,
+            ..PeerInfo::new(PeerId::from_bytes([n; 20]), addr)
+        }
     }
 
     #[test]
     fn handout_orders_complete_then_origins_then_incomplete() {
         let asker = peer(1, false);
-        let agents = vec![peer(2, false), peer(1, false), peer(3, true), peer(4, false)];
+        let agents = vec![
+            peer(2, false),
+            peer(1, false),
+            peer(3, true),
+            peer(4, false),
+        ];
         let origins = vec![peer(9, false)];
         let got = handout(&asker, agents, origins, 50);
         let ids: Vec<u8> = got.iter().map(|p| p.peer_id.as_bytes()[0]).collect();

@@ -87,17 +87,32 @@ impl Swarm {
         origin: bool,
     ) -> Peer {
         let store = Arc::new(DiskStore::open(DiskStoreOptions::new(&root)).await.unwrap());
-        let options = EngineOptions { origin, scheduler: config, ..EngineOptions::default() };
-        let engine = Engine::start(options, store.clone(), self.tracker.clone()).await.unwrap();
+        let options = EngineOptions {
+            origin,
+            scheduler: config,
+            ..EngineOptions::default()
+        };
+        let engine = Engine::start(options, store.clone(), self.tracker.clone())
+            .await
+            .unwrap();
         if origin {
-            self.directory.origins.lock().unwrap().push(engine.local_peer().clone());
+            self.directory
+                .origins
+                .lock()
+                .unwrap()
+                .push(engine.local_peer().clone());
         }
-        Peer { engine, store, root }
+        Peer {
+            engine,
+            store,
+            root,
+        }
     }
 
     pub async fn peer(&self, config: SchedulerConfig, origin: bool) -> Peer {
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.peer_at(self.dir.path().join(format!("peer{n}")), config, origin).await
+        self.peer_at(self.dir.path().join(format!("peer{n}")), config, origin)
+            .await
     }
 
     /// Stops handing out origins, as when they all went away.
@@ -110,11 +125,22 @@ impl Swarm {
     pub async fn publish(&self, peer: &Peer, data: &Bytes, piece_length: u64) -> MetaInfo {
         let digest = Digest::sha256_of(data);
         let id = peer.store.create_upload().await.unwrap();
-        peer.store.append_upload(&id, 0, data.clone()).await.unwrap();
+        peer.store
+            .append_upload(&id, 0, data.clone())
+            .await
+            .unwrap();
         let lengths = PieceLengths::fixed(piece_length).unwrap();
-        let meta = peer.store.commit_upload(&id, &digest, &lengths).await.unwrap();
+        let meta = peer
+            .store
+            .commit_upload(&id, &digest, &lengths)
+            .await
+            .unwrap();
         assert_eq!(meta, MetaInfo::of_bytes(data, Algorithm::Sha256, &lengths));
-        self.directory.metainfo.lock().unwrap().insert(digest, meta.clone());
+        self.directory
+            .metainfo
+            .lock()
+            .unwrap()
+            .insert(digest, meta.clone());
         meta
     }
 }
@@ -136,7 +162,11 @@ pub fn blob(len: usize, seed: u64) -> Bytes {
 /// Reads a committed blob back from a store.
 pub async fn read_back(store: &DiskStore, digest: &Digest) -> Vec<u8> {
     let reader = store.open(digest).await.unwrap();
-    reader.read_at(0, reader.len() as usize).await.unwrap().to_vec()
+    reader
+        .read_at(0, reader.len() as usize)
+        .await
+        .unwrap()
+        .to_vec()
 }
 
 /// How a fake peer misbehaves.
@@ -156,7 +186,10 @@ pub async fn spawn_bad_peer(swarm: &Swarm, meta: &MetaInfo, how: Misbehaviour) -
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let peer = PeerInfo { complete: true, ..PeerInfo::new(kraken_core::PeerId::random(), addr) };
+    let peer = PeerInfo {
+        complete: true,
+        ..PeerInfo::new(kraken_core::PeerId::random(), addr)
+    };
     let hello = Handshake {
         info_hash: meta.info_hash(),
         digest: *meta.digest(),
@@ -179,12 +212,16 @@ pub async fn spawn_bad_peer(swarm: &Swarm, meta: &MetaInfo, how: Misbehaviour) -
                 if read_handshake(&mut tcp).await.is_err() {
                     return;
                 }
-                kraken_p2p::wire::write_handshake(&mut tcp, &hello).await.unwrap();
+                kraken_p2p::wire::write_handshake(&mut tcp, &hello)
+                    .await
+                    .unwrap();
                 let (read, write) = tokio::io::split(tcp);
                 let mut reader = FrameReader::new(read, meta.piece_length() as u32);
                 let mut writer = FrameWriter::new(write);
                 while let Ok(Some(frame)) = reader.next().await {
-                    let Frame::Request(index) = frame else { continue };
+                    let Frame::Request(index) = frame else {
+                        continue;
+                    };
                     if let Misbehaviour::Corrupt = how {
                         let len = meta.piece_len(index).unwrap() as usize;
                         let data = blob(len, u64::from(index.0) + 999);
