@@ -1,10 +1,42 @@
 //! The peer-to-peer engine of kraken-rs: everything that moves blobs between
 //! hosts and is not specific to container images.
 //!
-//! This crate is being built up; today it holds the peer [`wire`] protocol
-//! and the tracker's in-memory [`PeerStore`](kraken_core::PeerStore),
-//! [`tracker::MemoryPeerStore`].
+//! This crate is being built up; today it holds the peer [`wire`] protocol,
+//! the torrent [`scheduler`] and its [`Engine`](scheduler::Engine), the
+//! [`tracker`] service with its in-memory
+//! [`PeerStore`](kraken_core::PeerStore), and the [`agent`].
+//!
+//! # Getting a blob through the swarm
+//!
+//! A host application hands an [`Agent`](agent::Agent) a blob store and the
+//! cluster's tracker, then asks for blobs by namespace and digest:
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//!
+//! use kraken_core::disk::{DiskStore, DiskStoreOptions};
+//! use kraken_core::{Digest, Namespace};
+//! use kraken_p2p::agent::Agent;
+//! use kraken_p2p::tracker::Tracker;
+//!
+//! # async fn run(tracker: Arc<dyn Tracker>) -> kraken_core::Result<()> {
+//! let store = Arc::new(DiskStore::open(DiskStoreOptions::new("/var/cache/kraken")).await?);
+//! let agent = Agent::builder(store, tracker).build().await?;
+//!
+//! let namespace = Namespace::new("library/ubuntu")?;
+//! let digest: Digest =
+//!     "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".parse()?;
+//! let blob = agent.get(&namespace, &digest).await?;
+//! println!("{digest}: {} bytes", blob.len());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! `examples/embed_p2p.rs` runs the same with an origin and a tracker in
+//! one process.
 
+pub mod agent;
 pub mod scheduler;
+pub mod tls;
 pub mod tracker;
 pub mod wire;

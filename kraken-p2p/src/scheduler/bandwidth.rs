@@ -1,9 +1,11 @@
 //! Token buckets that cap piece bytes per second in each direction.
 //!
 //! One bucket per direction is shared by every connection of the host, so
-//! the cap holds however many blobs and peers are active. Tokens are KiB;
-//! the bucket holds one second's worth, and a piece larger than that waits
-//! for its tokens in several instalments.
+//! the cap holds however many blobs and peers are active. Tokens are KiB.
+//! The bucket holds a twentieth of a second's worth: a large burst would
+//! let a host briefly beat its cap, which on a shared link only moves the
+//! queue elsewhere. A piece larger than the bucket waits for its tokens in
+//! several instalments.
 
 use std::num::NonZeroU32;
 
@@ -11,6 +13,9 @@ use bytesize::ByteSize;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 const TOKEN: u64 = 1024;
+
+/// The smallest bucket, in tokens, so slow caps still pass a frame whole.
+const MIN_BURST: u32 = 64;
 
 /// A byte-rate cap; unlimited when built from `None`.
 #[derive(Debug)]
@@ -22,12 +27,12 @@ impl Bandwidth {
     /// Creates a cap of `limit` bytes per second, or no cap.
     pub fn new(limit: Option<ByteSize>) -> Self {
         let limiter = limit.map(|l| {
-            let per_second = NonZeroU32::new((l.0 / TOKEN).clamp(1, u64::from(u32::MAX)) as u32)
-                .expect("clamped to at least one");
-            (
-                RateLimiter::direct(Quota::per_second(per_second)),
-                per_second,
-            )
+            let per_second = (l.0 / TOKEN).clamp(1, u64::from(u32::MAX)) as u32;
+            let burst = (per_second / 20).max(MIN_BURST);
+            let per_second = NonZeroU32::new(per_second).expect("clamped to at least one");
+            let burst = NonZeroU32::new(burst).expect("at least the minimum burst");
+            let quota = Quota::per_second(per_second).allow_burst(burst);
+            (RateLimiter::direct(quota), burst)
         });
         Bandwidth { limiter }
     }

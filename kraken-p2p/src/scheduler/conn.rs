@@ -1,11 +1,11 @@
 //! One peer connection after the handshake: a reader that stores pieces and
-//! queues requests, a server that answers requests from the store, and a
-//! writer that owns the socket's sending half.
+//! queues the peer's requests with the session's uploader, and a writer
+//! that owns the socket's sending half.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use kraken_core::{Digest, Error, PeerId, PieceIndex};
+use kraken_core::{Digest, Error, PeerId};
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -14,6 +14,7 @@ use tracing::Instrument;
 use super::Verdict;
 use super::engine::Inner;
 use super::session::Event;
+use super::upload::{Outlet, Uploads};
 use crate::wire::{
     Frame, FrameReader, FrameWriter, Handshake, RejectReason, WireError, write_handshake,
 };
@@ -28,9 +29,6 @@ pub(crate) type BoxIo = Box<dyn PeerIo>;
 
 /// Frames queued to one peer before the session stops waiting on it.
 const SEND_QUEUE: usize = 64;
-
-/// Requests from one peer waiting to be served; more are refused as busy.
-const SERVE_QUEUE: usize = 32;
 
 /// The session's side of a connection: queue frames to the peer. Dropping
 /// it closes the connection.
@@ -58,6 +56,8 @@ pub(crate) struct ConnContext {
     pub(crate) events: mpsc::Sender<Event>,
     /// Cancelled when the session drops the peer or ends.
     pub(crate) cancel: CancellationToken,
+    /// The session's queue of piece requests to serve.
+    pub(crate) uploads: Arc<Uploads>,
 }
 
 /// Starts the tasks of a connection whose peer handshake was read. `reply`,
@@ -66,24 +66,14 @@ pub(crate) fn start(ctx: ConnContext, io: BoxIo, reply: Option<Handshake>) -> Co
     let id = ctx.inner.next_conn_id.fetch_add(1, Ordering::Relaxed);
     let (read, write) = tokio::io::split(io);
     let (frames, frame_rx) = mpsc::channel(SEND_QUEUE);
-    let (serve_tx, serve_rx) = mpsc::channel(SERVE_QUEUE);
+    let outlet = Outlet::new(frames.clone());
     let span = tracing::debug_span!("conn", peer = %ctx.peer, digest = %ctx.digest);
     ctx.inner.connections.fetch_add(1, Ordering::Relaxed);
     let cancel = ctx.cancel.clone();
-    let writer = write_loop(ctx.clone(), write, reply, frame_rx);
-    tokio::spawn(
-        cancel
-            .clone()
-            .run_until_cancelled_owned(writer)
-            .instrument(span.clone()),
-    );
-    let server = serve_loop(ctx.clone(), serve_rx, frames.clone());
-    tokio::spawn(
-        cancel
-            .run_until_cancelled_owned(server)
-            .instrument(span.clone()),
-    );
-    let reader = read_loop(ctx, id, read, serve_tx, frames.clone());
+    let writer = write_loop(ctx.clone(), write, reply, frame_rx, outlet.clone());
+    let writer = cancel.run_until_cancelled_owned(writer);
+    tokio::spawn(writer.instrument(span.clone()));
+    let reader = read_loop(ctx, id, read, outlet);
     tokio::spawn(reader.instrument(span));
     ConnHandle { id, frames }
 }
@@ -93,6 +83,7 @@ async fn write_loop(
     mut write: WriteHalf<BoxIo>,
     reply: Option<Handshake>,
     mut frames: mpsc::Receiver<Frame>,
+    outlet: Outlet,
 ) {
     if let Some(handshake) = reply
         && write_handshake(&mut write, &handshake).await.is_err()
@@ -101,58 +92,23 @@ async fn write_loop(
     }
     let mut writer = FrameWriter::new(write);
     while let Some(frame) = frames.recv().await {
-        if let Frame::Piece { data, .. } = &frame {
-            ctx.inner.egress.acquire(data.len()).await;
-        }
         let sent = match &frame {
-            Frame::Piece { data, .. } => data.len() as u64,
-            _ => 0,
+            Frame::Piece { data, .. } => Some(data.len() as u64),
+            _ => None,
         };
-        if let Err(e) = writer.send(&frame).await {
+        let result = writer.send(&frame).await;
+        if let Some(bytes) = sent {
+            ctx.uploads.written(&outlet);
+            ctx.inner.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+        }
+        if let Err(e) = result {
             tracing::debug!(error = %e, "send failed");
             return;
         }
-        ctx.inner.bytes_out.fetch_add(sent, Ordering::Relaxed);
     }
 }
 
-async fn serve_loop(
-    ctx: ConnContext,
-    mut requests: mpsc::Receiver<PieceIndex>,
-    frames: mpsc::Sender<Frame>,
-) {
-    while let Some(index) = requests.recv().await {
-        let frame = match ctx.inner.store.read_piece(&ctx.digest, index).await {
-            Ok(data) => Frame::Piece { index, data },
-            Err(Error::PieceOutOfRange { .. }) => Frame::Reject {
-                index,
-                reason: RejectReason::Invalid,
-            },
-            Err(e) => {
-                tracing::trace!(%index, error = %e, "cannot serve piece");
-                Frame::Reject {
-                    index,
-                    reason: RejectReason::NotAvailable,
-                }
-            }
-        };
-        let is_piece = matches!(frame, Frame::Piece { .. });
-        if frames.send(frame).await.is_err() {
-            return;
-        }
-        if is_piece {
-            let _ = ctx.events.send(Event::PieceSent { peer: ctx.peer }).await;
-        }
-    }
-}
-
-async fn read_loop(
-    ctx: ConnContext,
-    id: u64,
-    read: ReadHalf<BoxIo>,
-    serve: mpsc::Sender<PieceIndex>,
-    frames: mpsc::Sender<Frame>,
-) {
+async fn read_loop(ctx: ConnContext, id: u64, read: ReadHalf<BoxIo>, outlet: Outlet) {
     let mut reader = FrameReader::new(read, ctx.piece_length);
     let result = loop {
         let next = tokio::select! {
@@ -161,7 +117,7 @@ async fn read_loop(
         };
         match next {
             Ok(Some(frame)) => {
-                if !handle_frame(&ctx, frame, &serve, &frames).await {
+                if !handle_frame(&ctx, frame, &outlet).await {
                     break Ok(());
                 }
             }
@@ -173,14 +129,13 @@ async fn read_loop(
         log_wire_error(&e);
     }
     ctx.cancel.cancel();
+    ctx.uploads.forget(ctx.peer);
     ctx.inner.connections.fetch_sub(1, Ordering::Relaxed);
-    let _ = ctx
-        .events
-        .send(Event::Closed {
-            peer: ctx.peer,
-            conn: id,
-        })
-        .await;
+    let closed = Event::Closed {
+        peer: ctx.peer,
+        conn: id,
+    };
+    let _ = ctx.events.send(closed).await;
 }
 
 fn log_wire_error(e: &WireError) {
@@ -191,12 +146,7 @@ fn log_wire_error(e: &WireError) {
 }
 
 /// Handles one frame; false ends the connection.
-async fn handle_frame(
-    ctx: &ConnContext,
-    frame: Frame,
-    serve: &mpsc::Sender<PieceIndex>,
-    frames: &mpsc::Sender<Frame>,
-) -> bool {
+async fn handle_frame(ctx: &ConnContext, frame: Frame, outlet: &Outlet) -> bool {
     let event = match frame {
         Frame::Piece { index, data } => {
             let len = data.len();
@@ -222,19 +172,24 @@ async fn handle_frame(
             }
         }
         Frame::Request(index) => {
-            if serve.try_send(index).is_err() {
-                let _ = frames.try_send(Frame::Reject {
+            if !ctx.uploads.request(ctx.peer, index, outlet) {
+                let busy = Frame::Reject {
                     index,
                     reason: RejectReason::Busy,
-                });
+                };
+                let _ = outlet.frames.try_send(busy);
             }
+            return true;
+        }
+        Frame::Cancel(index) => {
+            ctx.uploads.cancel(ctx.peer, index);
             return true;
         }
         Frame::Error(message) => {
             tracing::debug!(%message, "peer closed with an error");
             return false;
         }
-        Frame::KeepAlive | Frame::Cancel(_) => return true,
+        Frame::KeepAlive => return true,
         other => Event::Frame {
             peer: ctx.peer,
             frame: other,

@@ -22,6 +22,7 @@ use super::bandwidth::Bandwidth;
 use super::conn::BoxIo;
 use super::session::{self, Event, Phase, SessionHandle};
 use super::{SchedulerConfig, stream};
+use crate::tls::{PeerTls, TlsOptions};
 use crate::tracker::Tracker;
 use crate::wire::{Handshake, WireError, read_handshake, write_handshake};
 
@@ -38,6 +39,10 @@ pub struct EngineOptions {
     pub origin: bool,
     /// The scheduler's tunables.
     pub scheduler: SchedulerConfig,
+    /// Mutual TLS on every peer connection, dialled or accepted, when set;
+    /// plain TCP otherwise. Every peer of a cluster must agree: a TLS peer
+    /// and a plain one cannot talk.
+    pub tls: Option<TlsOptions>,
 }
 
 impl Default for EngineOptions {
@@ -47,6 +52,7 @@ impl Default for EngineOptions {
             advertise: None,
             origin: false,
             scheduler: SchedulerConfig::default(),
+            tls: None,
         }
     }
 }
@@ -74,6 +80,7 @@ pub(crate) struct Inner {
     pub(crate) connections: AtomicU64,
     pub(crate) next_conn_id: AtomicU64,
     pub(crate) shutdown: CancellationToken,
+    tls: Option<PeerTls>,
     next_session: AtomicU64,
     sessions: Mutex<HashMap<Digest, SessionHandle>>,
     start: Instant,
@@ -84,7 +91,9 @@ impl Engine {
     ///
     /// # Errors
     ///
-    /// When the configuration is invalid or the address cannot be bound.
+    /// When the configuration is invalid, the TLS material cannot be loaded
+    /// (the error wraps a [`TlsError`](crate::tls::TlsError) naming the
+    /// file), or the address cannot be bound.
     pub async fn start(
         options: EngineOptions,
         store: Arc<dyn BlobStore>,
@@ -93,6 +102,12 @@ impl Engine {
         let config = options.scheduler;
         config
             .validate()
+            .map_err(|e| Error::Io(std::io::Error::other(e)))?;
+        let tls = options
+            .tls
+            .as_ref()
+            .map(PeerTls::load)
+            .transpose()
             .map_err(|e| Error::Io(std::io::Error::other(e)))?;
         let listener = TcpListener::bind(options.listen).await?;
         let addr = options.advertise.unwrap_or(listener.local_addr()?);
@@ -112,11 +127,13 @@ impl Engine {
             connections: AtomicU64::new(0),
             next_conn_id: AtomicU64::new(0),
             shutdown: CancellationToken::new(),
+            tls,
             next_session: AtomicU64::new(0),
             sessions: Mutex::new(HashMap::new()),
             start: Instant::now(),
         });
-        tracing::info!(%addr, peer = %inner.local.peer_id, "p2p engine listening");
+        let tls = inner.tls.is_some();
+        tracing::info!(%addr, peer = %inner.local.peer_id, tls, "p2p engine listening");
         let span = tracing::info_span!("p2p", peer = %inner.local.peer_id);
         tokio::spawn(accept_loop(inner.clone(), listener).instrument(span));
         Ok(Engine { inner })
@@ -202,7 +219,8 @@ impl Inner {
         Ok(handle.clone())
     }
 
-    /// Connects to a peer and exchanges handshakes.
+    /// Connects to a peer, sets up TLS when configured, and exchanges
+    /// handshakes, all within the handshake timeout.
     pub(crate) async fn dial(
         &self,
         peer: &PeerInfo,
@@ -212,7 +230,10 @@ impl Inner {
         let exchange = async {
             let tcp = TcpStream::connect(peer.addr).await?;
             tcp.set_nodelay(true)?;
-            let mut io: BoxIo = Box::new(tcp);
+            let mut io: BoxIo = match &self.tls {
+                Some(tls) => Box::new(tls.connect(peer.addr, tcp).await?),
+                None => Box::new(tcp),
+            };
             write_handshake(&mut io, hello).await?;
             let theirs = read_handshake(&mut io).await?;
             Ok((theirs, io))
@@ -243,13 +264,23 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
     }
 }
 
+/// Sets up TLS when configured and reads an inbound handshake, within the
+/// handshake timeout.
+async fn accept(inner: &Inner, tcp: TcpStream) -> Result<(Handshake, BoxIo), WireError> {
+    let _ = tcp.set_nodelay(true);
+    let mut io: BoxIo = match &inner.tls {
+        Some(tls) => Box::new(tls.accept(tcp).await?),
+        None => Box::new(tcp),
+    };
+    let handshake = read_handshake(&mut io).await?;
+    Ok((handshake, io))
+}
+
 /// Reads an inbound handshake and hands the connection to its session.
 async fn inbound(inner: Arc<Inner>, tcp: TcpStream) {
-    let _ = tcp.set_nodelay(true);
-    let mut io: BoxIo = Box::new(tcp);
-    let read = tokio::time::timeout(inner.config.handshake_timeout, read_handshake(&mut io)).await;
-    let handshake = match read {
-        Ok(Ok(handshake)) => handshake,
+    let read = tokio::time::timeout(inner.config.handshake_timeout, accept(&inner, tcp)).await;
+    let (handshake, io) = match read {
+        Ok(Ok(accepted)) => accepted,
         Ok(Err(e)) => return tracing::debug!(error = %e, "bad handshake"),
         Err(_) => return tracing::debug!("handshake timed out"),
     };

@@ -12,6 +12,7 @@ mod engine;
 mod session;
 mod stream;
 mod torrent;
+mod upload;
 
 pub use bandwidth::Bandwidth;
 pub use config::{ConfigError, SchedulerConfig};

@@ -19,6 +19,7 @@ use tracing::Instrument;
 
 use super::conn::{self, BoxIo, ConnContext, ConnHandle};
 use super::engine::Inner;
+use super::upload::{self, Uploads};
 use super::{Action, Torrent, Verdict};
 use crate::tracker::{AnnounceRequest, AnnounceResponse};
 use crate::wire::{Frame, Handshake};
@@ -141,6 +142,7 @@ struct Session {
     events: mpsc::Sender<Event>,
     view: watch::Sender<View>,
     cancel: CancellationToken,
+    uploads: Arc<Uploads>,
     conns: HashMap<PeerId, Conn>,
     dialing: HashSet<PeerId>,
     cursors: HashMap<u64, u32>,
@@ -216,7 +218,16 @@ async fn run(
     let rng = StdRng::from_rng(&mut rand::rng());
     let torrent = Torrent::new(inner.config.clone(), meta.piece_length(), have.clone(), rng);
     let now = inner.now();
+    let uploads = Uploads::new(meta.piece_count());
+    let uploader = upload::serve(uploads.clone(), inner.clone(), meta.clone(), events.clone());
+    tokio::spawn(
+        cancel
+            .clone()
+            .run_until_cancelled_owned(uploader)
+            .in_current_span(),
+    );
     let mut session = Session {
+        uploads,
         interval: inner.config.announce_interval,
         inner,
         id,
@@ -447,6 +458,7 @@ impl Session {
             peer: hs.peer_id,
             events: self.events.clone(),
             cancel: cancel.clone(),
+            uploads: self.uploads.clone(),
         };
         let handle = conn::start(ctx, io, reply);
         tracing::debug!(peer = %hs.peer_id, origin, "connected");

@@ -219,9 +219,13 @@ impl Torrent {
         }
         peer.bitfield.set(piece);
         self.availability.add(piece, peer.origin);
-        if !self.have.has(piece) {
-            self.fill(id, now, &mut actions);
+        if self.have.has(piece) {
+            return actions;
         }
+        if !peer.origin {
+            self.withdraw_from_origins(piece, &mut actions);
+        }
+        self.fill(id, now, &mut actions);
         actions
     }
 
@@ -386,6 +390,21 @@ impl Torrent {
             self.requested[piece.as_usize()] -= 1;
         }
         true
+    }
+
+    /// Withdraws requests for `piece` from origins once an agent offers it,
+    /// so origins spend their upload on pieces no agent has yet.
+    fn withdraw_from_origins(&mut self, piece: PieceIndex, actions: &mut Vec<Action>) {
+        if self.in_endgame() {
+            return;
+        }
+        for (id, peer) in self.peers.iter_mut().filter(|(_, p)| p.origin) {
+            if let Some(at) = peer.inflight.iter().position(|(p, _)| *p == piece) {
+                peer.inflight.swap_remove(at);
+                self.requested[piece.as_usize()] -= 1;
+                actions.push(Action::Cancel { peer: *id, piece });
+            }
+        }
     }
 
     fn cancel_others(&mut self, piece: PieceIndex, actions: &mut Vec<Action>) {

@@ -108,6 +108,18 @@ impl TrackerService {
             origins,
         }
     }
+
+    /// Checks that the peer store answers, for readiness probes.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the peer store returns when it cannot be reached.
+    pub async fn ready(&self) -> Result<()> {
+        // A torrent nobody announces: the read costs the store almost
+        // nothing and proves it answers.
+        let probe = InfoHash::from_bytes([0; InfoHash::LEN]);
+        self.peers.sample(&probe, 1).await.map(drop)
+    }
 }
 
 #[async_trait]

@@ -46,6 +46,9 @@ pub struct Swarm {
     pub dir: tempfile::TempDir,
     pub directory: Arc<Directory>,
     pub tracker: Arc<TrackerService>,
+    /// What engines announce to; `tracker` itself unless replaced by
+    /// [`Swarm::with_engine_tracker`] (an HTTP client, say).
+    engine_tracker: Option<Arc<dyn kraken_p2p::tracker::Tracker>>,
     next: std::sync::atomic::AtomicUsize,
 }
 
@@ -75,8 +78,16 @@ impl Swarm {
             dir: tempfile::tempdir().unwrap(),
             directory,
             tracker,
+            engine_tracker: None,
             next: Default::default(),
         }
+    }
+
+    /// Makes peers started from now on reach the tracker through `tracker`
+    /// instead of calling the service directly.
+    pub fn with_engine_tracker(mut self, tracker: Arc<dyn kraken_p2p::tracker::Tracker>) -> Self {
+        self.engine_tracker = Some(tracker);
+        self
     }
 
     /// Starts a peer with a fresh store, or reopens the store at `root`.
@@ -86,13 +97,30 @@ impl Swarm {
         config: SchedulerConfig,
         origin: bool,
     ) -> Peer {
-        let store = Arc::new(DiskStore::open(DiskStoreOptions::new(&root)).await.unwrap());
         let options = EngineOptions {
             origin,
             scheduler: config,
             ..EngineOptions::default()
         };
-        let engine = Engine::start(options, store.clone(), self.tracker.clone())
+        self.peer_with_options_at(root, options).await
+    }
+
+    /// Starts a peer with a fresh store and the given engine options (TLS,
+    /// say).
+    pub async fn peer_with_options(&self, options: EngineOptions) -> Peer {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let root = self.dir.path().join(format!("peer{n}"));
+        self.peer_with_options_at(root, options).await
+    }
+
+    async fn peer_with_options_at(&self, root: std::path::PathBuf, options: EngineOptions) -> Peer {
+        let store = Arc::new(DiskStore::open(DiskStoreOptions::new(&root)).await.unwrap());
+        let origin = options.origin;
+        let tracker: Arc<dyn kraken_p2p::tracker::Tracker> = match &self.engine_tracker {
+            Some(tracker) => tracker.clone(),
+            None => self.tracker.clone(),
+        };
+        let engine = Engine::start(options, store.clone(), tracker)
             .await
             .unwrap();
         if origin {
@@ -123,7 +151,19 @@ impl Swarm {
     /// Stores `data` in `peer` as a committed blob and tells the tracker its
     /// metainfo.
     pub async fn publish(&self, peer: &Peer, data: &Bytes, piece_length: u64) -> MetaInfo {
-        let digest = Digest::sha256_of(data);
+        self.publish_as(peer, data, piece_length, Algorithm::Sha256)
+            .await
+    }
+
+    /// Publishes as [`Swarm::publish`] under a digest of `algorithm`.
+    pub async fn publish_as(
+        &self,
+        peer: &Peer,
+        data: &Bytes,
+        piece_length: u64,
+        algorithm: Algorithm,
+    ) -> MetaInfo {
+        let digest = Digest::of(algorithm, data);
         let id = peer.store.create_upload().await.unwrap();
         peer.store
             .append_upload(&id, 0, data.clone())
@@ -135,7 +175,7 @@ impl Swarm {
             .commit_upload(&id, &digest, &lengths)
             .await
             .unwrap();
-        assert_eq!(meta, MetaInfo::of_bytes(data, Algorithm::Sha256, &lengths));
+        assert_eq!(meta, MetaInfo::of_bytes(data, algorithm, &lengths));
         self.directory
             .metainfo
             .lock()
