@@ -60,7 +60,15 @@ async fn main() {
         ..fast_config()
     };
     let swarm = Swarm::new();
-    let origin = swarm.peer(config.clone(), true).await;
+    let origin_conns: usize = std::env::var("ORIGIN_CONNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let origin_config = SchedulerConfig {
+        max_connections: origin_conns,
+        ..config.clone()
+    };
+    let origin = swarm.peer(origin_config, true).await;
     let size = args.size_mib << 20;
     let data = blob(size as usize, 42);
     let meta = swarm.publish(&origin, &data, args.piece_kib << 10).await;

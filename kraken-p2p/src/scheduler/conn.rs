@@ -70,7 +70,7 @@ pub(crate) fn start(ctx: ConnContext, io: BoxIo, reply: Option<Handshake>) -> Co
     let span = tracing::debug_span!("conn", peer = %ctx.peer, digest = %ctx.digest);
     ctx.inner.connections.fetch_add(1, Ordering::Relaxed);
     let cancel = ctx.cancel.clone();
-    let writer = write_loop(ctx.clone(), write, reply, frame_rx, outlet.clone());
+    let writer = write_loop(ctx.clone(), write, reply, frame_rx);
     let writer = cancel.run_until_cancelled_owned(writer);
     tokio::spawn(writer.instrument(span.clone()));
     let reader = read_loop(ctx, id, read, outlet);
@@ -83,7 +83,6 @@ async fn write_loop(
     mut write: WriteHalf<BoxIo>,
     reply: Option<Handshake>,
     mut frames: mpsc::Receiver<Frame>,
-    outlet: Outlet,
 ) {
     if let Some(handshake) = reply
         && write_handshake(&mut write, &handshake).await.is_err()
@@ -96,14 +95,12 @@ async fn write_loop(
             Frame::Piece { data, .. } => Some(data.len() as u64),
             _ => None,
         };
-        let result = writer.send(&frame).await;
-        if let Some(bytes) = sent {
-            ctx.uploads.written(&outlet);
-            ctx.inner.bytes_out.fetch_add(bytes, Ordering::Relaxed);
-        }
-        if let Err(e) = result {
+        if let Err(e) = writer.send(&frame).await {
             tracing::debug!(error = %e, "send failed");
             return;
+        }
+        if let Some(bytes) = sent {
+            ctx.inner.bytes_out.fetch_add(bytes, Ordering::Relaxed);
         }
     }
 }
@@ -190,6 +187,20 @@ async fn handle_frame(ctx: &ConnContext, frame: Frame, outlet: &Outlet) -> bool 
             return false;
         }
         Frame::KeepAlive => return true,
+        Frame::HavePiece(index) => {
+            ctx.uploads.acked(outlet, index);
+            Event::Frame {
+                peer: ctx.peer,
+                frame: Frame::HavePiece(index),
+            }
+        }
+        Frame::Complete => {
+            ctx.uploads.acked_all(outlet);
+            Event::Frame {
+                peer: ctx.peer,
+                frame: Frame::Complete,
+            }
+        }
         other => Event::Frame {
             peer: ctx.peer,
             frame: other,

@@ -218,7 +218,7 @@ async fn run(
     let rng = StdRng::from_rng(&mut rand::rng());
     let torrent = Torrent::new(inner.config.clone(), meta.piece_length(), have.clone(), rng);
     let now = inner.now();
-    let uploads = Uploads::new(meta.piece_count());
+    let uploads = Uploads::new(meta.piece_count(), meta.piece_length());
     let uploader = upload::serve(uploads.clone(), inner.clone(), meta.clone(), events.clone());
     tokio::spawn(
         cancel
@@ -364,6 +364,11 @@ impl Session {
             } => {
                 if verdict == Verdict::Valid {
                     self.last_progress = now;
+                    // A piece we already had is announced to nobody else;
+                    // its sender still needs the acknowledgement.
+                    if self.torrent.have().has(index) {
+                        self.send(peer, Frame::HavePiece(index));
+                    }
                 }
                 self.torrent.piece_received(now, peer, index, verdict)
             }

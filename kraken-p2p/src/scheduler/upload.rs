@@ -6,37 +6,59 @@
 //! piece sooner and pass it on sooner. Preferring the piece this host has
 //! sent least spreads distinct pieces into the swarm before duplicates,
 //! which keeps a seed's upload close to one copy of the blob.
+//!
+//! Each connection may have only a small window of pieces sent but not yet
+//! acknowledged (the receiver announces every piece it stores, which is the
+//! acknowledgement). Pieces written to a socket can sit in kernel buffers
+//! for seconds behind a receiver's saturated link; the window keeps a
+//! sender from pouring its upload into such a queue and sends it to the
+//! peers that actually drain instead.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use kraken_core::{Digest, Error, MetaInfo, PeerId, PieceIndex};
 use tokio::sync::{Notify, mpsc};
+use tokio::time::Instant;
 
 use super::engine::Inner;
 use super::session::Event;
 use crate::wire::{Frame, RejectReason};
 
-/// Pieces handed to one connection's writer and not yet written; more would
-/// only queue in memory behind a slow peer.
-const MAX_QUEUED_PER_CONN: usize = 2;
+/// Bytes a connection may have sent and not yet acknowledged, at least two
+/// pieces' worth.
+const WINDOW_BYTES: u64 = 512 * 1024;
 
+/// A piece not acknowledged within this time no longer holds its window
+/// slot: the receiver may have dropped it, or already had it.
+const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Requests one peer may have waiting; more are refused as busy.
 const MAX_PENDING_PER_PEER: usize = 32;
 
-/// Where pieces for one connection go.
+/// Where pieces for one connection go, and which of them the receiver has
+/// not acknowledged yet.
 #[derive(Debug, Clone)]
 pub(crate) struct Outlet {
     pub(crate) frames: mpsc::Sender<Frame>,
-    queued: Arc<AtomicUsize>,
+    unacked: Arc<Mutex<Vec<(PieceIndex, Instant)>>>,
 }
 
 impl Outlet {
     pub(crate) fn new(frames: mpsc::Sender<Frame>) -> Self {
         Outlet {
             frames,
-            queued: Arc::new(AtomicUsize::new(0)),
+            unacked: Arc::default(),
         }
+    }
+
+    fn unacked(&self) -> std::sync::MutexGuard<'_, Vec<(PieceIndex, Instant)>> {
+        self.unacked.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn has_room(&self, window: usize, now: Instant) -> bool {
+        let mut unacked = self.unacked();
+        unacked.retain(|(_, at)| now.duration_since(*at) < ACK_TIMEOUT);
+        unacked.len() < window
     }
 }
 
@@ -53,6 +75,7 @@ struct Queue {
     requests: Vec<Request>,
     sent: Vec<u32>,
     seq: u64,
+    window: usize,
 }
 
 /// The pending piece requests of one blob.
@@ -63,9 +86,13 @@ pub(crate) struct Uploads {
 }
 
 impl Uploads {
-    pub(crate) fn new(pieces: u32) -> Arc<Self> {
+    /// Creates the queue of a blob of `pieces` pieces of `piece_length`
+    /// bytes.
+    pub(crate) fn new(pieces: u32, piece_length: u64) -> Arc<Self> {
+        let window = (WINDOW_BYTES / piece_length.max(1)).max(2) as usize;
         let queue = Queue {
             sent: vec![0; pieces as usize],
+            window,
             ..Queue::default()
         };
         Arc::new(Uploads {
@@ -116,22 +143,29 @@ impl Uploads {
         self.lock().requests.retain(|r| r.peer != peer);
     }
 
-    /// Records that a connection's writer finished a piece.
-    pub(crate) fn written(&self, outlet: &Outlet) {
-        outlet.queued.fetch_sub(1, Ordering::AcqRel);
+    /// Records that the receiver announced `piece`, acknowledging it.
+    pub(crate) fn acked(&self, outlet: &Outlet, piece: PieceIndex) {
+        outlet.unacked().retain(|(p, _)| *p != piece);
+        self.wake.notify_one();
+    }
+
+    /// Records that the receiver holds every piece.
+    pub(crate) fn acked_all(&self, outlet: &Outlet) {
+        outlet.unacked().clear();
         self.wake.notify_one();
     }
 
     /// Takes the request to serve next: among connections with room, the
     /// piece sent fewest times, then the oldest request.
     fn take(&self) -> Option<Request> {
+        let now = Instant::now();
         let mut queue = self.lock();
-        let sent = &queue.sent;
+        let (sent, window) = (&queue.sent, queue.window);
         let best = queue
             .requests
             .iter()
             .enumerate()
-            .filter(|(_, r)| r.outlet.queued.load(Ordering::Acquire) < MAX_QUEUED_PER_CONN)
+            .filter(|(_, r)| r.outlet.has_room(window, now))
             .min_by_key(|(_, r)| (sent.get(r.piece.as_usize()).copied(), r.seq))
             .map(|(i, _)| i)?;
         Some(queue.requests.swap_remove(best))
@@ -168,19 +202,15 @@ pub(crate) async fn serve(
         let request = uploads.next().await;
         let frame = piece_frame(&inner, &meta, &digest, request.piece).await;
         let is_piece = matches!(frame, Frame::Piece { .. });
-        if is_piece {
-            request.outlet.queued.fetch_add(1, Ordering::AcqRel);
-        }
-        if request.outlet.frames.try_send(frame).is_err() {
-            if is_piece {
-                request.outlet.queued.fetch_sub(1, Ordering::AcqRel);
-            }
+        if request.outlet.frames.try_send(frame).is_err() || !is_piece {
             continue;
         }
-        if is_piece {
-            uploads.count_sent(request.piece);
-            let _ = events.try_send(Event::PieceSent { peer: request.peer });
-        }
+        request
+            .outlet
+            .unacked()
+            .push((request.piece, Instant::now()));
+        uploads.count_sent(request.piece);
+        let _ = events.try_send(Event::PieceSent { peer: request.peer });
     }
 }
 
