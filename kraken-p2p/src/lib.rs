@@ -1,10 +1,11 @@
 //! The peer-to-peer engine of kraken-rs: everything that moves blobs between
 //! hosts and is not specific to container images.
 //!
-//! This crate is being built up; today it holds the peer [`wire`] protocol,
-//! the torrent [`scheduler`] and its [`Engine`](scheduler::Engine), the
-//! [`tracker`] service with its in-memory
-//! [`PeerStore`](kraken_core::PeerStore), and the [`agent`].
+//! It holds the peer [`wire`] protocol and its optional mutual [`tls`], the
+//! torrent [`scheduler`] and its [`Engine`](scheduler::Engine), the
+//! [`tracker`] (service, HTTP server and client, in-memory and Redis
+//! [`PeerStore`](kraken_core::PeerStore)s), and the [`agent`]'s blob HTTP API
+//! and embedding API. The origin cluster is still to come.
 //!
 //! # Getting a blob through the swarm
 //!

@@ -69,8 +69,22 @@ async fn a_lying_peer_is_blacklisted_and_poisons_nothing() {
         result.unwrap();
         assert_eq!(read_back(&leecher.store, meta.digest()).await, data);
     }
-    // Every byte in a cache matched its digest; the liar sent nothing that counted.
-    let _ = liar;
+    // Each leecher dropped the liar at its first bad piece: a connection
+    // carried at most the requests in flight then, one pipeline's worth.
+    let sent = liar.pieces_per_connection.lock().unwrap().clone();
+    let pipeline = fast_config().pipeline_limit;
+    assert!(
+        sent.iter().any(|&n| n > 0),
+        "the liar was asked for pieces: {sent:?}"
+    );
+    assert!(
+        sent.iter().all(|&n| n <= pipeline),
+        "a liar stayed connected: {sent:?}"
+    );
+    assert!(
+        sent.len() <= 2 * leechers.len(),
+        "the liar was blacklisted: {sent:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -54,6 +54,15 @@ pub struct SchedulerConfig {
     pub seed_idle_timeout: Duration,
     /// Pieces ahead of a streaming reader that are fetched first, in order.
     pub stream_window: u32,
+    /// Bytes one connection may have sent and not yet acknowledged (the
+    /// receiver acknowledges a piece by announcing it), at least two
+    /// pieces. Pieces beyond it would wait in socket buffers behind a busy
+    /// receiver while other peers could take them now.
+    pub upload_window: ByteSize,
+    /// A sent piece not acknowledged within this time stops counting
+    /// against the window.
+    #[serde(with = "humantime_serde")]
+    pub upload_ack_timeout: Duration,
     /// Cap on piece bytes received per second by this host; none when unset.
     pub ingress_limit: Option<ByteSize>,
     /// Cap on piece bytes sent per second by this host; none when unset.
@@ -76,6 +85,8 @@ impl Default for SchedulerConfig {
             download_idle_timeout: Duration::from_secs(300),
             seed_idle_timeout: Duration::from_secs(300),
             stream_window: 4,
+            upload_window: ByteSize::kib(512),
+            upload_ack_timeout: Duration::from_secs(10),
             ingress_limit: None,
             egress_limit: None,
         }
@@ -140,5 +151,53 @@ impl SchedulerConfig {
         let mib = piece_length as f64 / (1 << 20) as f64;
         self.request_timeout_min
             .max(self.request_timeout_per_mib.mul_f64(mib))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_human_units_and_rejects_unknown_keys() {
+        let json =
+            r#"{"request_timeout_min": "2s", "egress_limit": "50MiB", "max_connections": 5}"#;
+        let config: SchedulerConfig = serde_json::from_str(json).unwrap();
+        assert_eq!(config.request_timeout_min, Duration::from_secs(2));
+        assert_eq!(config.egress_limit, Some(ByteSize::mib(50)));
+        assert_eq!(
+            config.pipeline_limit,
+            SchedulerConfig::default().pipeline_limit
+        );
+        config.validate().unwrap();
+        assert!(serde_json::from_str::<SchedulerConfig>(r#"{"max_conections": 5}"#).is_err());
+        assert!(
+            serde_json::from_str::<SchedulerConfig>(r#"{"announce_interval": "soon"}"#).is_err()
+        );
+    }
+
+    #[test]
+    fn validation_names_the_bad_setting() {
+        let config = SchedulerConfig {
+            max_connections: 0,
+            ..SchedulerConfig::default()
+        };
+        let err = config.validate().unwrap_err();
+        assert!(err.to_string().contains("max_connections"), "{err}");
+        let config = SchedulerConfig {
+            egress_limit: Some(ByteSize(0)),
+            ..Default::default()
+        };
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn request_timeout_scales_with_piece_length() {
+        let config = SchedulerConfig::default();
+        assert_eq!(
+            config.request_timeout(128 << 10),
+            config.request_timeout_min
+        );
+        assert_eq!(config.request_timeout(4 << 20), Duration::from_secs(16));
     }
 }

@@ -218,7 +218,7 @@ async fn run(
     let rng = StdRng::from_rng(&mut rand::rng());
     let torrent = Torrent::new(inner.config.clone(), meta.piece_length(), have.clone(), rng);
     let now = inner.now();
-    let uploads = Uploads::new(meta.piece_count(), meta.piece_length());
+    let uploads = Uploads::new(meta.piece_count(), meta.piece_length(), &inner.config);
     let uploader = upload::serve(uploads.clone(), inner.clone(), meta.clone(), events.clone());
     tokio::spawn(
         cancel

@@ -21,19 +21,14 @@ use kraken_core::{Digest, Error, MetaInfo, PeerId, PieceIndex};
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
+use super::SchedulerConfig;
 use super::engine::Inner;
 use super::session::Event;
 use crate::wire::{Frame, RejectReason};
 
-/// Bytes a connection may have sent and not yet acknowledged, at least two
-/// pieces' worth.
-const WINDOW_BYTES: u64 = 512 * 1024;
-
-/// A piece not acknowledged within this time no longer holds its window
-/// slot: the receiver may have dropped it, or already had it.
-const ACK_TIMEOUT: Duration = Duration::from_secs(10);
-/// Requests one peer may have waiting; more are refused as busy.
-const MAX_PENDING_PER_PEER: usize = 32;
+/// Requests one peer may have waiting; more are refused as busy. Peers
+/// keep at most a pipeline of requests out, so this only stops floods.
+const MAX_PENDING_PER_PEER: usize = 64;
 
 /// Where pieces for one connection go, and which of them the receiver has
 /// not acknowledged yet.
@@ -55,9 +50,9 @@ impl Outlet {
         self.unacked.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn has_room(&self, window: usize, now: Instant) -> bool {
+    fn has_room(&self, window: usize, ack_timeout: Duration, now: Instant) -> bool {
         let mut unacked = self.unacked();
-        unacked.retain(|(_, at)| now.duration_since(*at) < ACK_TIMEOUT);
+        unacked.retain(|(_, at)| now.duration_since(*at) < ack_timeout);
         unacked.len() < window
     }
 }
@@ -75,7 +70,9 @@ struct Queue {
     requests: Vec<Request>,
     sent: Vec<u32>,
     seq: u64,
+    /// Pieces a connection may have unacknowledged.
     window: usize,
+    ack_timeout: Duration,
 }
 
 /// The pending piece requests of one blob.
@@ -88,11 +85,12 @@ pub(crate) struct Uploads {
 impl Uploads {
     /// Creates the queue of a blob of `pieces` pieces of `piece_length`
     /// bytes.
-    pub(crate) fn new(pieces: u32, piece_length: u64) -> Arc<Self> {
-        let window = (WINDOW_BYTES / piece_length.max(1)).max(2) as usize;
+    pub(crate) fn new(pieces: u32, piece_length: u64, config: &SchedulerConfig) -> Arc<Self> {
+        let window = (config.upload_window.as_u64() / piece_length.max(1)).max(2) as usize;
         let queue = Queue {
             sent: vec![0; pieces as usize],
             window,
+            ack_timeout: config.upload_ack_timeout,
             ..Queue::default()
         };
         Arc::new(Uploads {
@@ -160,12 +158,12 @@ impl Uploads {
     fn take(&self) -> Option<Request> {
         let now = Instant::now();
         let mut queue = self.lock();
-        let (sent, window) = (&queue.sent, queue.window);
+        let (sent, window, timeout) = (&queue.sent, queue.window, queue.ack_timeout);
         let best = queue
             .requests
             .iter()
             .enumerate()
-            .filter(|(_, r)| r.outlet.has_room(window, now))
+            .filter(|(_, r)| r.outlet.has_room(window, timeout, now))
             .min_by_key(|(_, r)| (sent.get(r.piece.as_usize()).copied(), r.seq))
             .map(|(i, _)| i)?;
         Some(queue.requests.swap_remove(best))

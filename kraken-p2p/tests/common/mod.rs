@@ -220,7 +220,13 @@ pub enum Misbehaviour {
 
 /// Starts a peer that claims the whole blob and misbehaves, and announces
 /// it to the tracker as complete so leechers are handed it first.
-pub async fn spawn_bad_peer(swarm: &Swarm, meta: &MetaInfo, how: Misbehaviour) -> PeerInfo {
+/// A misbehaving peer, and how many pieces it sent on each connection.
+pub struct BadPeer {
+    pub info: PeerInfo,
+    pub pieces_per_connection: Arc<Mutex<Vec<usize>>>,
+}
+
+pub async fn spawn_bad_peer(swarm: &Swarm, meta: &MetaInfo, how: Misbehaviour) -> BadPeer {
     use kraken_p2p::tracker::{AnnounceRequest, Tracker};
     use kraken_p2p::wire::{Frame, FrameReader, FrameWriter, Handshake, read_handshake};
 
@@ -244,10 +250,13 @@ pub async fn spawn_bad_peer(swarm: &Swarm, meta: &MetaInfo, how: Misbehaviour) -
         peer: peer.clone(),
     };
     let meta = meta.clone();
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let counts = sent.clone();
     tokio::spawn(async move {
         while let Ok((mut tcp, _)) = listener.accept().await {
             let hello = hello.clone();
             let meta = meta.clone();
+            let counts = counts.clone();
             tokio::spawn(async move {
                 if read_handshake(&mut tcp).await.is_err() {
                     return;
@@ -255,6 +264,11 @@ pub async fn spawn_bad_peer(swarm: &Swarm, meta: &MetaInfo, how: Misbehaviour) -
                 kraken_p2p::wire::write_handshake(&mut tcp, &hello)
                     .await
                     .unwrap();
+                let conn = {
+                    let mut counts = counts.lock().unwrap();
+                    counts.push(0);
+                    counts.len() - 1
+                };
                 let (read, write) = tokio::io::split(tcp);
                 let mut reader = FrameReader::new(read, meta.piece_length() as u32);
                 let mut writer = FrameWriter::new(write);
@@ -268,11 +282,15 @@ pub async fn spawn_bad_peer(swarm: &Swarm, meta: &MetaInfo, how: Misbehaviour) -
                         if writer.send(&Frame::Piece { index, data }).await.is_err() {
                             return;
                         }
+                        counts.lock().unwrap()[conn] += 1;
                     }
                 }
             });
         }
     });
     swarm.tracker.announce(&request).await.unwrap();
-    peer
+    BadPeer {
+        info: peer,
+        pieces_per_connection: sent,
+    }
 }
