@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Swarm, blob, fast_config, ns, read_back};
+use common::{Swarm, agents, blob, download_exact, fast_config, ns};
 use kraken_core::{ByteRange, Scheduler};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -14,24 +14,8 @@ async fn leechers_fetch_a_blob_from_an_origin_and_each_other() {
     let origin = swarm.peer(fast_config(), true).await;
     let data = blob(3 << 20, 1);
     let meta = swarm.publish(&origin, &data, 128 * 1024).await;
-    let mut leechers = Vec::new();
-    for _ in 0..4 {
-        leechers.push(swarm.peer(fast_config(), false).await);
-    }
-    let ns = ns();
-    let downloads = leechers
-        .iter()
-        .map(|l| l.engine.download(&ns, meta.digest()));
-    let results = tokio::time::timeout(
-        Duration::from_secs(60),
-        futures::future::join_all(downloads),
-    )
-    .await
-    .expect("swarm finished in time");
-    for (leecher, result) in leechers.iter().zip(results) {
-        result.unwrap();
-        assert_eq!(read_back(&leecher.store, meta.digest()).await, data);
-    }
+    let leechers = agents(&swarm, 4, &fast_config()).await;
+    download_exact(&leechers, &meta, &data, Duration::from_secs(60)).await;
     let served: u64 = leechers.iter().map(|l| l.engine.stats().bytes_out).sum();
     println!(
         "origin sent {} bytes, leechers {served}",

@@ -5,8 +5,9 @@ mod common;
 use std::time::Duration;
 
 use bytesize::ByteSize;
-use common::{Misbehaviour, Swarm, blob, fast_config, ns, read_back, spawn_bad_peer};
-use futures::future::join_all;
+use common::{
+    Misbehaviour, Swarm, agents, blob, download_exact, fast_config, ns, read_back, spawn_bad_peer,
+};
 use kraken_core::{BlobStore, Scheduler};
 use kraken_p2p::scheduler::SchedulerConfig;
 
@@ -23,23 +24,8 @@ async fn twenty_leechers_with_bandwidth_caps_get_exact_bytes_and_spare_the_seed(
     let origin = swarm.peer(capped.clone(), true).await;
     let data = blob(64 << 20, 3);
     let meta = swarm.publish(&origin, &data, 1 << 20).await;
-    let mut leechers = Vec::new();
-    for _ in 0..20 {
-        leechers.push(swarm.peer(capped.clone(), false).await);
-    }
-    let ns = ns();
-    let downloads = join_all(
-        leechers
-            .iter()
-            .map(|l| l.engine.download(&ns, meta.digest())),
-    );
-    let results = tokio::time::timeout(LIMIT, downloads)
-        .await
-        .expect("swarm finished in time");
-    for (leecher, result) in leechers.iter().zip(results) {
-        result.unwrap();
-        assert_eq!(read_back(&leecher.store, meta.digest()).await, data);
-    }
+    let leechers = agents(&swarm, 20, &capped).await;
+    download_exact(&leechers, &meta, &data, LIMIT).await;
     let copies = origin.engine.stats().bytes_out as f64 / data.len() as f64;
     println!("seed uploaded {copies:.2} copies");
     assert!(copies <= 3.0, "the seed uploaded {copies:.2} copies");
@@ -52,23 +38,8 @@ async fn a_lying_peer_is_blacklisted_and_poisons_nothing() {
     let data = blob(4 << 20, 4);
     let meta = swarm.publish(&origin, &data, 256 * 1024).await;
     let liar = spawn_bad_peer(&swarm, &meta, Misbehaviour::Corrupt).await;
-    let mut leechers = Vec::new();
-    for _ in 0..5 {
-        leechers.push(swarm.peer(fast_config(), false).await);
-    }
-    let ns = ns();
-    let downloads = join_all(
-        leechers
-            .iter()
-            .map(|l| l.engine.download(&ns, meta.digest())),
-    );
-    let results = tokio::time::timeout(LIMIT, downloads)
-        .await
-        .expect("swarm finished in time");
-    for (leecher, result) in leechers.iter().zip(results) {
-        result.unwrap();
-        assert_eq!(read_back(&leecher.store, meta.digest()).await, data);
-    }
+    let leechers = agents(&swarm, 5, &fast_config()).await;
+    download_exact(&leechers, &meta, &data, LIMIT).await;
     // Each leecher dropped the liar at its first bad piece: a connection
     // carried at most the requests in flight then, one pipeline's worth.
     let sent = liar.pieces_per_connection.lock().unwrap().clone();
@@ -122,16 +93,7 @@ async fn leechers_finish_after_the_seed_leaves() {
     let origin = swarm.peer(fast_config(), true).await;
     let data = blob(8 << 20, 6);
     let meta = swarm.publish(&origin, &data, 256 * 1024).await;
-    let mut leechers = Vec::new();
-    for _ in 0..4 {
-        leechers.push(swarm.peer(slow.clone(), false).await);
-    }
-    let ns = ns();
-    let downloads = join_all(
-        leechers
-            .iter()
-            .map(|l| l.engine.download(&ns, meta.digest())),
-    );
+    let leechers = agents(&swarm, 4, &slow).await;
     let watch_union = async {
         loop {
             let mut union = kraken_core::Bitfield::new(meta.piece_count());
@@ -148,13 +110,8 @@ async fn leechers_finish_after_the_seed_leaves() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     };
-    let (results, ()) = tokio::time::timeout(LIMIT, futures::future::join(downloads, watch_union))
-        .await
-        .expect("leechers finished in time");
-    for (leecher, result) in leechers.iter().zip(results) {
-        result.unwrap();
-        assert_eq!(read_back(&leecher.store, meta.digest()).await, data);
-    }
+    let downloads = download_exact(&leechers, &meta, &data, LIMIT);
+    futures::future::join(downloads, watch_union).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{Peer, Swarm, blob, fast_config, ns, read_back};
+use common::{Peer, Swarm, blob, download_all, fast_config, ns, read_back};
 use kraken_core::{BlobStore, MetaInfo, PeerInfo, PieceIndex, Scheduler};
 use kraken_p2p::scheduler::{EngineOptions, SchedulerConfig};
 use kraken_p2p::tls::{PeerTls, TlsError, TlsOptions};
@@ -104,18 +104,11 @@ fn doomed_config() -> SchedulerConfig {
     }
 }
 
-async fn download_all(leechers: &[Peer], meta: &MetaInfo) -> Vec<kraken_core::Result<()>> {
-    let ns = ns();
-    let downloads = leechers
-        .iter()
-        .map(|l| l.engine.download(&ns, meta.digest()));
-    tokio::time::timeout(LIMIT, futures::future::join_all(downloads))
-        .await
-        .expect("downloads finished in time")
-}
-
 async fn assert_exact(leechers: &[Peer], meta: &MetaInfo, data: &Bytes) {
-    for (leecher, result) in leechers.iter().zip(download_all(leechers, meta).await) {
+    for (leecher, result) in leechers
+        .iter()
+        .zip(download_all(leechers, meta, LIMIT).await)
+    {
         result.unwrap();
         assert_eq!(read_back(&leecher.store, meta.digest()).await, &data[..]);
         assert!(leecher.engine.stats().bytes_in > 0);

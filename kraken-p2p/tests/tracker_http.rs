@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use common::{Swarm, blob, fast_config, ns, read_back};
+use common::{Swarm, agents, blob, download_exact, fast_config, ns};
 use kraken_core::{
     Digest, Error, InfoHash, MetaInfo, Node, PeerInfo, PeerStore, Rendezvous, Scheduler,
 };
@@ -45,24 +45,8 @@ fn dead_url() -> String {
 async fn leechers_download(swarm: &Swarm, data: &bytes::Bytes) {
     let origin = swarm.peer(fast_config(), true).await;
     let meta = swarm.publish(&origin, data, 64 * 1024).await;
-    let mut leechers = Vec::new();
-    for _ in 0..4 {
-        leechers.push(swarm.peer(fast_config(), false).await);
-    }
-    let ns = ns();
-    let downloads = leechers
-        .iter()
-        .map(|l| l.engine.download(&ns, meta.digest()));
-    let results = tokio::time::timeout(
-        Duration::from_secs(60),
-        futures::future::join_all(downloads),
-    )
-    .await
-    .expect("swarm finished in time");
-    for (leecher, result) in leechers.iter().zip(results) {
-        result.unwrap();
-        assert_eq!(read_back(&leecher.store, meta.digest()).await, data[..]);
-    }
+    let leechers = agents(swarm, 4, &fast_config()).await;
+    download_exact(&leechers, &meta, data, Duration::from_secs(60)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

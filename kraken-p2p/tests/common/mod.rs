@@ -12,6 +12,7 @@ use bytes::Bytes;
 use kraken_core::disk::{DiskStore, DiskStoreOptions};
 use kraken_core::{
     Algorithm, BlobStore, Digest, Error, MetaInfo, Namespace, PeerInfo, PieceLengths, Result,
+    Scheduler,
 };
 use kraken_p2p::scheduler::{Engine, EngineOptions, SchedulerConfig};
 use kraken_p2p::tracker::{MemoryPeerStore, OriginDirectory, TrackerConfig, TrackerService};
@@ -292,5 +293,31 @@ pub async fn spawn_bad_peer(swarm: &Swarm, meta: &MetaInfo, how: Misbehaviour) -
     BadPeer {
         info: peer,
         pieces_per_connection: sent,
+    }
+}
+
+/// Starts `n` agents with `config`.
+pub async fn agents(swarm: &Swarm, n: usize, config: &SchedulerConfig) -> Vec<Peer> {
+    let mut peers = Vec::with_capacity(n);
+    for _ in 0..n {
+        peers.push(swarm.peer(config.clone(), false).await);
+    }
+    peers
+}
+
+/// Downloads a blob on every peer at once, within `limit`.
+pub async fn download_all(peers: &[Peer], meta: &MetaInfo, limit: Duration) -> Vec<Result<()>> {
+    let ns = ns();
+    let downloads = peers.iter().map(|p| p.engine.download(&ns, meta.digest()));
+    tokio::time::timeout(limit, futures::future::join_all(downloads))
+        .await
+        .expect("downloads finished in time")
+}
+
+/// Downloads a blob on every peer at once and checks each copy is `data`.
+pub async fn download_exact(peers: &[Peer], meta: &MetaInfo, data: &Bytes, limit: Duration) {
+    for (peer, result) in peers.iter().zip(download_all(peers, meta, limit).await) {
+        result.unwrap();
+        assert_eq!(read_back(&peer.store, meta.digest()).await, &data[..]);
     }
 }
