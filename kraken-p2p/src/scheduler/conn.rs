@@ -14,7 +14,7 @@ use tracing::Instrument;
 use super::Verdict;
 use super::engine::Inner;
 use super::session::Event;
-use super::upload::{Outlet, Uploads};
+use super::upload::Uploads;
 use crate::wire::{
     Frame, FrameReader, FrameWriter, Handshake, RejectReason, WireError, write_handshake,
 };
@@ -66,14 +66,14 @@ pub(crate) fn start(ctx: ConnContext, io: BoxIo, reply: Option<Handshake>) -> Co
     let id = ctx.inner.next_conn_id.fetch_add(1, Ordering::Relaxed);
     let (read, write) = tokio::io::split(io);
     let (frames, frame_rx) = mpsc::channel(SEND_QUEUE);
-    let outlet = Outlet::new(frames.clone());
+    ctx.uploads.attach(ctx.peer, id, frames.clone());
     let span = tracing::debug_span!("conn", peer = %ctx.peer, digest = %ctx.digest);
     ctx.inner.connections.fetch_add(1, Ordering::Relaxed);
     let cancel = ctx.cancel.clone();
     let writer = write_loop(ctx.clone(), write, reply, frame_rx);
     let writer = cancel.run_until_cancelled_owned(writer);
     tokio::spawn(writer.instrument(span.clone()));
-    let reader = read_loop(ctx, id, read, outlet);
+    let reader = read_loop(ctx, id, read, frames.clone());
     tokio::spawn(reader.instrument(span));
     ConnHandle { id, frames }
 }
@@ -105,7 +105,7 @@ async fn write_loop(
     }
 }
 
-async fn read_loop(ctx: ConnContext, id: u64, read: ReadHalf<BoxIo>, outlet: Outlet) {
+async fn read_loop(ctx: ConnContext, id: u64, read: ReadHalf<BoxIo>, frames: mpsc::Sender<Frame>) {
     let mut reader = FrameReader::new(read, ctx.piece_length);
     let result = loop {
         let next = tokio::select! {
@@ -114,7 +114,7 @@ async fn read_loop(ctx: ConnContext, id: u64, read: ReadHalf<BoxIo>, outlet: Out
         };
         match next {
             Ok(Some(frame)) => {
-                if !handle_frame(&ctx, frame, &outlet).await {
+                if !handle_frame(&ctx, frame, &frames).await {
                     break Ok(());
                 }
             }
@@ -126,7 +126,7 @@ async fn read_loop(ctx: ConnContext, id: u64, read: ReadHalf<BoxIo>, outlet: Out
         log_wire_error(&e);
     }
     ctx.cancel.cancel();
-    ctx.uploads.forget(ctx.peer);
+    ctx.uploads.detach(ctx.peer, id);
     ctx.inner.connections.fetch_sub(1, Ordering::Relaxed);
     let closed = Event::Closed {
         peer: ctx.peer,
@@ -143,7 +143,7 @@ fn log_wire_error(e: &WireError) {
 }
 
 /// Handles one frame; false ends the connection.
-async fn handle_frame(ctx: &ConnContext, frame: Frame, outlet: &Outlet) -> bool {
+async fn handle_frame(ctx: &ConnContext, frame: Frame, frames: &mpsc::Sender<Frame>) -> bool {
     let event = match frame {
         Frame::Piece { index, data } => {
             let len = data.len();
@@ -169,12 +169,12 @@ async fn handle_frame(ctx: &ConnContext, frame: Frame, outlet: &Outlet) -> bool 
             }
         }
         Frame::Request(index) => {
-            if !ctx.uploads.request(ctx.peer, index, outlet) {
+            if !ctx.uploads.request(ctx.peer, index) {
                 let busy = Frame::Reject {
                     index,
                     reason: RejectReason::Busy,
                 };
-                let _ = outlet.frames.try_send(busy);
+                let _ = frames.try_send(busy);
             }
             return true;
         }
@@ -188,14 +188,14 @@ async fn handle_frame(ctx: &ConnContext, frame: Frame, outlet: &Outlet) -> bool 
         }
         Frame::KeepAlive => return true,
         Frame::HavePiece(index) => {
-            ctx.uploads.acked(outlet, index);
+            ctx.uploads.acked(ctx.peer, index);
             Event::Frame {
                 peer: ctx.peer,
                 frame: Frame::HavePiece(index),
             }
         }
         Frame::Complete => {
-            ctx.uploads.acked_all(outlet);
+            ctx.uploads.acked_all(ctx.peer);
             Event::Frame {
                 peer: ctx.peer,
                 frame: Frame::Complete,

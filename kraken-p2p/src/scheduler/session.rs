@@ -19,6 +19,7 @@ use tracing::Instrument;
 
 use super::conn::{self, BoxIo, ConnContext, ConnHandle};
 use super::engine::Inner;
+use super::serve::ServeQueue;
 use super::upload::{self, Uploads};
 use super::{Action, Torrent, Verdict};
 use crate::tracker::{AnnounceRequest, AnnounceResponse};
@@ -218,7 +219,8 @@ async fn run(
     let rng = StdRng::from_rng(&mut rand::rng());
     let torrent = Torrent::new(inner.config.clone(), meta.piece_length(), have.clone(), rng);
     let now = inner.now();
-    let uploads = Uploads::new(meta.piece_count(), meta.piece_length(), &inner.config);
+    let queue = ServeQueue::new(meta.piece_count(), meta.piece_length(), &inner.config);
+    let uploads = Uploads::new(queue);
     let uploader = upload::serve(uploads.clone(), inner.clone(), meta.clone(), events.clone());
     tokio::spawn(
         cancel

@@ -1,189 +1,98 @@
-//! The upload side of a session: every peer's piece requests in one queue,
-//! served one piece at a time, the piece sent fewest times first.
-//!
-//! Serving pieces one after another at the full upload rate, rather than
-//! splitting the rate across every connection, lets each receiver finish a
-//! piece sooner and pass it on sooner. Preferring the piece this host has
-//! sent least spreads distinct pieces into the swarm before duplicates,
-//! which keeps a seed's upload close to one copy of the blob.
-//!
-//! Each connection may have only a small window of pieces sent but not yet
-//! acknowledged (the receiver announces every piece it stores, which is the
-//! acknowledgement). Pieces written to a socket can sit in kernel buffers
-//! for seconds behind a receiver's saturated link; the window keeps a
-//! sender from pouring its upload into such a queue and sends it to the
-//! peers that actually drain instead.
+//! The upload task of a session: serves the requests a [`ServeQueue`]
+//! picks, one piece at a time, within the host's egress cap.
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use kraken_core::{Digest, Error, MetaInfo, PeerId, PieceIndex};
 use tokio::sync::{Notify, mpsc};
-use tokio::time::Instant;
 
-use super::SchedulerConfig;
 use super::engine::Inner;
+use super::serve::ServeQueue;
 use super::session::Event;
 use crate::wire::{Frame, RejectReason};
 
-/// Requests one peer may have waiting; more are refused as busy. Peers
-/// keep at most a pipeline of requests out, so this only stops floods.
-const MAX_PENDING_PER_PEER: usize = 64;
-
-/// Where pieces for one connection go, and which of them the receiver has
-/// not acknowledged yet.
-#[derive(Debug, Clone)]
-pub(crate) struct Outlet {
-    pub(crate) frames: mpsc::Sender<Frame>,
-    unacked: Arc<Mutex<Vec<(PieceIndex, Instant)>>>,
-}
-
-impl Outlet {
-    pub(crate) fn new(frames: mpsc::Sender<Frame>) -> Self {
-        Outlet {
-            frames,
-            unacked: Arc::default(),
-        }
-    }
-
-    fn unacked(&self) -> std::sync::MutexGuard<'_, Vec<(PieceIndex, Instant)>> {
-        self.unacked.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn has_room(&self, window: usize, ack_timeout: Duration, now: Instant) -> bool {
-        let mut unacked = self.unacked();
-        unacked.retain(|(_, at)| now.duration_since(*at) < ack_timeout);
-        unacked.len() < window
-    }
-}
-
+/// Where pieces for a peer go: its current connection's frame queue.
 #[derive(Debug)]
-struct Request {
-    peer: PeerId,
-    piece: PieceIndex,
-    seq: u64,
-    outlet: Outlet,
+struct Outlet {
+    conn: u64,
+    frames: mpsc::Sender<Frame>,
 }
 
-#[derive(Debug, Default)]
-struct Queue {
-    requests: Vec<Request>,
-    sent: Vec<u32>,
-    seq: u64,
-    /// Pieces a connection may have unacknowledged.
-    window: usize,
-    ack_timeout: Duration,
-}
-
-/// The pending piece requests of one blob.
-#[derive(Debug, Default)]
+/// A blob's serve queue, shared by its connections and its upload task.
+#[derive(Debug)]
 pub(crate) struct Uploads {
-    queue: Mutex<Queue>,
+    queue: Mutex<ServeQueue>,
+    outlets: Mutex<HashMap<PeerId, Outlet>>,
     wake: Notify,
 }
 
 impl Uploads {
-    /// Creates the queue of a blob of `pieces` pieces of `piece_length`
-    /// bytes.
-    pub(crate) fn new(pieces: u32, piece_length: u64, config: &SchedulerConfig) -> Arc<Self> {
-        let window = (config.upload_window.as_u64() / piece_length.max(1)).max(2) as usize;
-        let queue = Queue {
-            sent: vec![0; pieces as usize],
-            window,
-            ack_timeout: config.upload_ack_timeout,
-            ..Queue::default()
-        };
+    pub(crate) fn new(queue: ServeQueue) -> Arc<Self> {
         Arc::new(Uploads {
             queue: Mutex::new(queue),
+            outlets: Mutex::default(),
             wake: Notify::new(),
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+    fn queue(&self) -> MutexGuard<'_, ServeQueue> {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues a request; false when the peer already has too many waiting.
-    pub(crate) fn request(&self, peer: PeerId, piece: PieceIndex, outlet: &Outlet) -> bool {
-        let mut queue = self.lock();
-        let waiting = queue.requests.iter().filter(|r| r.peer == peer).count();
-        if waiting >= MAX_PENDING_PER_PEER {
-            return false;
+    fn outlets(&self) -> MutexGuard<'_, HashMap<PeerId, Outlet>> {
+        self.outlets.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends pieces for `peer` to connection `conn` from now on.
+    pub(crate) fn attach(&self, peer: PeerId, conn: u64, frames: mpsc::Sender<Frame>) {
+        self.outlets().insert(peer, Outlet { conn, frames });
+    }
+
+    /// Forgets connection `conn` of `peer` and everything it asked for,
+    /// unless a newer connection of the peer took its place.
+    pub(crate) fn detach(&self, peer: PeerId, conn: u64) {
+        let mut outlets = self.outlets();
+        if outlets.get(&peer).is_some_and(|o| o.conn == conn) {
+            outlets.remove(&peer);
+            self.queue().forget(peer);
         }
-        let duplicate = queue
-            .requests
-            .iter()
-            .any(|r| r.peer == peer && r.piece == piece);
-        if !duplicate {
-            queue.seq += 1;
-            let seq = queue.seq;
-            queue.requests.push(Request {
-                peer,
-                piece,
-                seq,
-                outlet: outlet.clone(),
-            });
-        }
-        drop(queue);
+    }
+
+    /// Queues a request; false when the peer has too many waiting.
+    pub(crate) fn request(&self, peer: PeerId, piece: PieceIndex) -> bool {
+        let queued = self.queue().request(peer, piece);
         self.wake.notify_one();
-        true
+        queued
     }
 
     /// Drops a request the peer withdrew.
     pub(crate) fn cancel(&self, peer: PeerId, piece: PieceIndex) {
-        self.lock()
-            .requests
-            .retain(|r| !(r.peer == peer && r.piece == piece));
+        self.queue().cancel(peer, piece);
     }
 
-    /// Drops every request of a peer that went away.
-    pub(crate) fn forget(&self, peer: PeerId) {
-        self.lock().requests.retain(|r| r.peer != peer);
-    }
-
-    /// Records that the receiver announced `piece`, acknowledging it.
-    pub(crate) fn acked(&self, outlet: &Outlet, piece: PieceIndex) {
-        outlet.unacked().retain(|(p, _)| *p != piece);
+    /// Records the peer's acknowledgement of a piece (its announce).
+    pub(crate) fn acked(&self, peer: PeerId, piece: PieceIndex) {
+        self.queue().acked(peer, piece);
         self.wake.notify_one();
     }
 
-    /// Records that the receiver holds every piece.
-    pub(crate) fn acked_all(&self, outlet: &Outlet) {
-        outlet.unacked().clear();
+    /// Records that the peer holds every piece.
+    pub(crate) fn acked_all(&self, peer: PeerId) {
+        self.queue().acked_all(peer);
         self.wake.notify_one();
     }
 
-    /// Takes the request to serve next: among connections with room, the
-    /// piece sent fewest times, then the oldest request.
-    fn take(&self) -> Option<Request> {
-        let now = Instant::now();
-        let mut queue = self.lock();
-        let (sent, window, timeout) = (&queue.sent, queue.window, queue.ack_timeout);
-        let best = queue
-            .requests
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.outlet.has_room(window, timeout, now))
-            .min_by_key(|(_, r)| (sent.get(r.piece.as_usize()).copied(), r.seq))
-            .map(|(i, _)| i)?;
-        Some(queue.requests.swap_remove(best))
-    }
-
-    fn count_sent(&self, piece: PieceIndex) {
-        if let Some(n) = self.lock().sent.get_mut(piece.as_usize()) {
-            *n += 1;
-        }
-    }
-
-    async fn next(&self) -> Request {
+    async fn next(&self, inner: &Inner) -> (PeerId, PieceIndex) {
         loop {
             let woken = self.wake.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
-            if let Some(request) = self.take() {
-                return request;
+            if let Some(next) = self.queue().next(inner.now()) {
+                return next;
             }
-            woken.await;
+            // Windows also reopen when acknowledgements time out.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), woken).await;
         }
     }
 }
@@ -197,18 +106,17 @@ pub(crate) async fn serve(
 ) {
     let digest = *meta.digest();
     loop {
-        let request = uploads.next().await;
-        let frame = piece_frame(&inner, &meta, &digest, request.piece).await;
+        let (peer, piece) = uploads.next(&inner).await;
+        let frame = piece_frame(&inner, &meta, &digest, piece).await;
         let is_piece = matches!(frame, Frame::Piece { .. });
-        if request.outlet.frames.try_send(frame).is_err() || !is_piece {
-            continue;
+        let delivered = match uploads.outlets().get(&peer) {
+            Some(outlet) => outlet.frames.try_send(frame).is_ok(),
+            None => false,
+        };
+        if delivered && is_piece {
+            uploads.queue().sent(inner.now(), peer, piece);
+            let _ = events.try_send(Event::PieceSent { peer });
         }
-        request
-            .outlet
-            .unacked()
-            .push((request.piece, Instant::now()));
-        uploads.count_sent(request.piece);
-        let _ = events.try_send(Event::PieceSent { peer: request.peer });
     }
 }
 
