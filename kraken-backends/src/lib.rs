@@ -3,7 +3,26 @@
 //!
 //! - [`fs::FsBackend`]: a directory tree on a local or mounted filesystem,
 //!   the embedded default.
+//! - [`http::HttpBackend`]: any HTTP file server described by URL
+//!   templates, such as nginx with WebDAV `PUT` and JSON autoindex.
+//! - [`router::NamespaceRouter`]: picks a backend per namespace by anchored
+//!   regex, and is a backend itself, so an origin holds one
+//!   `Arc<dyn Backend>` whatever the routing.
+//! - [`wrappers`]: [`Retry`](wrappers::Retry), [`Timeout`](wrappers::Timeout),
+//!   [`Throttle`](wrappers::Throttle) and [`Observed`](wrappers::Observed),
+//!   which wrap any backend and are backends themselves.
+//! - [`verify::fetch_verified`]: downloads a blob by digest and refuses
+//!   bytes that do not hash to it.
 //!
-//! Every backend here passes `kraken_core::testkit::backend_suite`.
+//! Every backend and wrapper here passes `kraken_core::testkit::backend_suite`.
+//! Failures of backend operations are [`BackendError`](kraken_core::BackendError)s;
+//! configuration and routing failures are this crate's [`Error`].
 
+mod error;
 pub mod fs;
+pub mod http;
+pub mod router;
+pub mod verify;
+pub mod wrappers;
+
+pub use error::Error;
