@@ -94,7 +94,7 @@ pub enum Error {
         capacity: u64,
     },
     /// A byte range that lies outside the blob.
-    #[error("range {start}-{end} is not satisfiable for a blob of {length} bytes")]
+    #[error("requested range is not satisfiable for a blob of {length} bytes")]
     RangeNotSatisfiable {
         /// Start of the requested range.
         start: u64,

@@ -720,3 +720,37 @@ async fn nothing_is_written_outside_the_root() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_second_store_on_the_same_root_is_refused_until_the_first_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = open(dir.path()).await;
+    let data = blob(7, 1000);
+    let meta = put(&first, &data, Algorithm::Sha256).await;
+    let Err(Error::Io(err)) = DiskStore::open(options(dir.path())).await else {
+        panic!("a second store on one root must be refused");
+    };
+    assert_eq!(err.kind(), std::io::ErrorKind::WouldBlock);
+    assert!(
+        err.to_string().contains(&dir.path().display().to_string()),
+        "{err}"
+    );
+    assert!(
+        first.stat(meta.digest()).await.is_ok(),
+        "the first store is untouched"
+    );
+    drop(first);
+    let again = open(dir.path()).await;
+    assert!(again.stat(meta.digest()).await.is_ok());
+}
+
+#[tokio::test]
+async fn opening_a_file_as_root_names_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    let Err(err) = DiskStore::open(options(&file)).await else {
+        panic!("a file is no root");
+    };
+    assert!(err.to_string().contains("not-a-dir"), "{err}");
+}

@@ -27,7 +27,10 @@ struct Args {
     piece_kib: u64,
 }
 
-fn parse_args() -> Args {
+const USAGE: &str = "usage: swarm_bench [--peers N] [--rate-mbit R] [--size-mib S] [--piece-kib P]
+  every value a positive whole number; defaults 20, 50, 200, 4096";
+
+fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         peers: 20,
         rate_mbit: 50,
@@ -36,23 +39,31 @@ fn parse_args() -> Args {
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let value: u64 = it.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
-            panic!("{flag} needs a number; flags: --peers --rate-mbit --size-mib --piece-kib")
-        });
+        let value = it
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|v| *v > 0);
+        let value = value.ok_or_else(|| format!("{flag} needs a positive whole number"))?;
         match flag.as_str() {
             "--peers" => args.peers = value as usize,
             "--rate-mbit" => args.rate_mbit = value,
             "--size-mib" => args.size_mib = value,
             "--piece-kib" => args.piece_kib = value,
-            other => panic!("unknown flag {other}"),
+            other => return Err(format!("unknown flag {other}")),
         }
     }
-    args
+    Ok(args)
 }
 
 #[tokio::main]
 async fn main() {
-    let args = parse_args();
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(why) => {
+            eprintln!("swarm_bench: {why}\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
     let rate = args.rate_mbit * 1_000_000 / 8;
     let config = SchedulerConfig {
         ingress_limit: Some(ByteSize(rate)),

@@ -54,3 +54,35 @@ async fn unknown_blob_is_not_found() {
     let err = agent.engine.download(&ns(), &digest).await.unwrap_err();
     assert!(matches!(err, kraken_core::Error::NotFound(_)), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_whose_peers_are_all_unreachable_is_unavailable_not_a_hang() {
+    let swarm = Swarm::new();
+    let origin = swarm.peer(fast_config(), true).await;
+    let data = blob(1 << 20, 9);
+    let meta = swarm.publish(&origin, &data, 64 * 1024).await;
+    origin.engine.shutdown();
+    let config = kraken_p2p::scheduler::SchedulerConfig {
+        no_peer_timeout: Duration::from_secs(1),
+        ..fast_config()
+    };
+    let agent = swarm.peer(config, false).await;
+    let limit = Duration::from_secs(20);
+    let stream = tokio::time::timeout(
+        limit,
+        agent.engine.stream(&ns(), meta.digest(), ByteRange::Full),
+    )
+    .await
+    .expect("the stream gave up in time");
+    assert!(
+        matches!(stream, Err(kraken_core::Error::Unavailable(_))),
+        "{stream:?}"
+    );
+    let download = tokio::time::timeout(limit, agent.engine.download(&ns(), meta.digest()))
+        .await
+        .expect("the download gave up in time");
+    assert!(
+        matches!(download, Err(kraken_core::Error::Unavailable(_))),
+        "{download:?}"
+    );
+}

@@ -22,6 +22,8 @@ pub(super) const BITFIELD: &str = "bitfield";
 pub(super) const PINNED: &str = "pinned";
 /// Last access as 8 big-endian bytes of Unix seconds, written coarsely.
 pub(super) const ACCESS: &str = "access";
+/// The file under the root that the open store holds an exclusive lock on.
+pub(super) const LOCK: &str = "lock";
 
 /// The two areas that hold blobs keyed by digest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +35,7 @@ pub(super) enum Area {
 /// The directory tree under one store root.
 #[derive(Debug, Clone)]
 pub(super) struct Layout {
+    root: PathBuf,
     cache: PathBuf,
     download: PathBuf,
     upload: PathBuf,
@@ -42,6 +45,7 @@ pub(super) struct Layout {
 impl Layout {
     pub(super) fn new(root: &Path) -> Self {
         Layout {
+            root: root.to_path_buf(),
             cache: root.join("cache"),
             download: root.join("download"),
             upload: root.join("upload"),
@@ -70,6 +74,10 @@ impl Layout {
 
     pub(super) fn tmp(&self) -> &Path {
         &self.tmp
+    }
+
+    pub(super) fn root(&self) -> &Path {
+        &self.root
     }
 
     /// Returns `<area>/<algorithm>/<hex[0..2]>/<hex[2..4]>/<hex>`.

@@ -40,9 +40,10 @@
 //!
 //! # Limitations
 //!
-//! One process per root: nothing stops two stores from sharing a root, and
-//! they would corrupt each other's view. Cached blobs are not re-hashed at
-//! open; a blob damaged on disk after it was verified is served as is.
+//! Cached blobs are not re-hashed at open; a blob damaged on disk after it
+//! was verified is served as is. A root is locked (`<root>/lock`) while a
+//! store has it open, so a second store on the same root, in this process
+//! or another, is refused rather than left to clear the first one's files.
 
 mod cleanup;
 mod index;
@@ -90,16 +91,18 @@ impl DiskStore {
     ///
     /// [`Error::Io`] of kind `InvalidInput` wrapping a
     /// [`DiskStoreOptionsError`] when the options do not validate;
-    /// [`Error::Io`] when the root cannot be created or read.
+    /// [`Error::Io`] when the root cannot be created or read, and of kind
+    /// `WouldBlock` when another store has it open; each names the root.
     pub async fn open(options: DiskStoreOptions) -> Result<Self> {
         options
             .validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let layout = Layout::new(&options.root);
         let scan = layout.clone();
-        let index = tokio::task::spawn_blocking(move || recover::recover(&scan))
+        let (index, lock) = tokio::task::spawn_blocking(move || recover::recover(&scan))
             .await
-            .map_err(io::Error::other)??;
+            .map_err(io::Error::other)?
+            .map_err(|e| in_root(&options.root, &e))?;
         let capacity = options.capacity.as_u64();
         info!(
             root = %options.root.display(),
@@ -117,6 +120,7 @@ impl DiskStore {
         }
         let blocking = Arc::new(Semaphore::new(options.max_blocking));
         let inner = Inner {
+            _lock: lock,
             options,
             layout,
             index: Mutex::new(index),
@@ -390,4 +394,9 @@ impl DiskStore {
         })
         .await
     }
+}
+
+/// Names the store's root in an error from opening it.
+fn in_root(root: &std::path::Path, e: &io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("disk store at {}: {e}", root.display()))
 }

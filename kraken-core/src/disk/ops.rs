@@ -34,6 +34,8 @@ const HASH_CHUNK: usize = 1 << 20;
 /// Everything the store's operations share.
 #[derive(Debug)]
 pub(super) struct Inner {
+    /// Held open for the store's life: the root's exclusive lock.
+    pub(super) _lock: std::fs::File,
     pub(super) options: DiskStoreOptions,
     pub(super) layout: Layout,
     pub(super) index: Mutex<Index>,

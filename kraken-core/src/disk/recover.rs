@@ -20,15 +20,17 @@ use std::time::SystemTime;
 use tracing::{debug, warn};
 
 use super::index::{DownloadFiles, Entry, Index, State, Upload};
-use super::layout::{self, Area, BITFIELD, DATA, Layout, META, PINNED};
+use super::layout::{self, Area, BITFIELD, DATA, LOCK, Layout, META, PINNED};
 use crate::{Algorithm, Bitfield, Digest, MetaInfo, UploadId};
 
 /// Longest metainfo file read back: the header plus the most piece hashes.
 const MAX_META_LEN: u64 = 128 + 32 * crate::MAX_PIECES as u64;
 
-/// Scans the root, cleaning what does not parse, and returns the index.
-pub(super) fn recover(layout: &Layout) -> io::Result<Index> {
+/// Locks the root for this process, scans it, cleaning what does not
+/// parse, and returns the index with the lock, held while the file is open.
+pub(super) fn recover(layout: &Layout) -> io::Result<(Index, File)> {
     layout.create()?;
+    let lock = lock_root(layout)?;
     clear_dir(layout.tmp())?;
     let mut index = Index::default();
     for (digest, dir) in blob_dirs(layout, Area::Cache)? {
@@ -45,7 +47,27 @@ pub(super) fn recover(layout: &Layout) -> io::Result<Index> {
         }
     }
     index.uploads = load_uploads(layout, &mut index.used)?;
-    Ok(index)
+    Ok((index, lock))
+}
+
+/// Takes an exclusive lock on `<root>/lock`. Two stores on one root would
+/// clear each other's temporary files and disagree about capacity, so the
+/// second one is refused.
+fn lock_root(layout: &Layout) -> io::Result<File> {
+    let path = layout.root().join(LOCK);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    match fs4::FileExt::try_lock(&file) {
+        Ok(()) => Ok(file),
+        Err(fs4::TryLockError::WouldBlock) => Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            format!("another disk store has {} open", layout.root().display()),
+        )),
+        Err(fs4::TryLockError::Error(e)) => Err(e),
+    }
 }
 
 fn insert(index: &mut Index, digest: Digest, entry: Entry) {

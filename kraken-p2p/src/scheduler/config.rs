@@ -48,6 +48,12 @@ pub struct SchedulerConfig {
     /// file stays resumable.
     #[serde(with = "humantime_serde")]
     pub download_idle_timeout: Duration,
+    /// A download with no peer connected for this long fails as
+    /// unavailable: every peer the tracker handed out refused or was
+    /// unreachable, so waiting for the idle timeout would only make the
+    /// caller wait.
+    #[serde(with = "humantime_serde")]
+    pub no_peer_timeout: Duration,
     /// How long a completed blob keeps being announced for seeding after
     /// its last use.
     #[serde(with = "humantime_serde")]
@@ -83,6 +89,7 @@ impl Default for SchedulerConfig {
             handshake_timeout: Duration::from_secs(5),
             announce_interval: Duration::from_secs(3),
             download_idle_timeout: Duration::from_secs(300),
+            no_peer_timeout: Duration::from_secs(30),
             seed_idle_timeout: Duration::from_secs(300),
             stream_window: 4,
             upload_window: ByteSize::kib(512),

@@ -152,6 +152,8 @@ struct Session {
     interval: Duration,
     last_progress: Duration,
     last_use: Duration,
+    /// Last time the session had a peer connected (or started).
+    last_connected: Duration,
 }
 
 /// Starts a session for `digest`; with `meta` it seeds a blob the store
@@ -247,6 +249,7 @@ async fn run(
         next_announce: now,
         last_progress: now,
         last_use: now,
+        last_connected: now,
     };
     session.view.send_modify(|v| {
         v.meta = Some(session.meta.clone());
@@ -548,6 +551,15 @@ impl Session {
         self.apply(actions);
         match self.phase() {
             Phase::Downloading => {
+                if !self.conns.is_empty() {
+                    self.last_connected = now;
+                }
+                let alone = now.saturating_sub(self.last_connected);
+                if alone >= self.inner.config.no_peer_timeout {
+                    let why = format!("no peer could be reached for {alone:?}");
+                    self.fail(Failure::Unavailable(why));
+                    return false;
+                }
                 let idle = now.saturating_sub(self.last_progress);
                 if idle >= self.inner.config.download_idle_timeout {
                     self.fail(Failure::Timeout(format!("no piece arrived for {idle:?}")));

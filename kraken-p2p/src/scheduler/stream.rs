@@ -64,7 +64,15 @@ pub(crate) async fn open(
         next: range.start,
     };
     let end = range.end;
-    let body = stream::unfold(reader, move |mut r| async move {
+    // Wait for the first bytes before answering, so a blob nobody can
+    // serve is an error the caller can still report (a 503, not a 200
+    // whose body never comes).
+    let mut reader = reader;
+    let first = match range.start < end {
+        true => Some(reader.read_next(end).await?),
+        false => None,
+    };
+    let rest = stream::unfold(reader, move |mut r| async move {
         if r.next >= end {
             return None;
         }
@@ -74,6 +82,7 @@ pub(crate) async fn open(
         }
         Some((item, r))
     });
+    let body = stream::iter(first.map(Ok)).chain(rest);
     Ok(BlobStream {
         length,
         range,
