@@ -354,6 +354,10 @@ async fn health_and_readiness_answer_200_and_unknown_routes_404() {
     let response = cluster.client.get(unencoded).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert_eq!(error_message(response).await, "no such route");
+    let blob = cluster.url("/namespace/library%2Fubuntu/blobs/sha256:00");
+    let response = cluster.client.put(blob).body("x").send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert!(error_message(response).await.contains("GET and HEAD"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,6 +26,9 @@ pub(crate) enum ApiError {
     /// No route matches the request path.
     #[error("no such route")]
     NoRoute,
+    /// The route exists but not for this method; the agent is read-only.
+    #[error("method not allowed: the agent serves GET and HEAD only")]
+    MethodNotAllowed,
 }
 
 impl ApiError {
@@ -34,6 +37,7 @@ impl ApiError {
             ApiError::Core(error) => status_of(error),
             ApiError::BadPath(_) => StatusCode::BAD_REQUEST,
             ApiError::NoRoute => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
 }

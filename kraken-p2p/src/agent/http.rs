@@ -68,6 +68,7 @@ pub fn router(scheduler: Arc<dyn Scheduler>) -> Router {
         .route("/health", get(health))
         .route("/readiness", get(readiness))
         .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(log_failures))
         .with_state(scheduler)
 }
@@ -85,6 +86,10 @@ async fn readiness() -> &'static str {
 
 async fn no_route() -> ApiError {
     ApiError::NoRoute
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
 }
 
 async fn get_blob(
