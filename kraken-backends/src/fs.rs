@@ -25,28 +25,14 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use kraken_core::{
-    Backend, BackendError, BackendErrorKind, BackendStream, Capabilities, Digest, ListPage,
-    Namespace, ObjectInfo, UploadBody, validate_object_name,
+    Backend, BackendError, BackendErrorKind, BackendStream, Capabilities, ListPage, Namespace,
+    ObjectInfo, UploadBody,
 };
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
 
-/// Bytes left as they are in file names; everything else is escaped.
-const KEEP: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'-')
-    .remove(b':')
-    .remove(b'@')
-    .remove(b'+')
-    .remove(b'=')
-    .remove(b',');
-
-/// Escaped names longer than this are stored under their hash; Linux file
-/// names end at 255 bytes.
-const MAX_PLAIN_NAME: usize = 200;
+use crate::names::{hashed_name, stored_name, unescape};
 
 const OBJECTS_DIR: &str = "@objects";
 const NAMES_DIR: &str = "@names";
@@ -88,7 +74,7 @@ impl FsBackend {
     fn object_path(&self, namespace: &Namespace, name: &str) -> Result<PathBuf, BackendError> {
         Ok(self
             .namespace_dir(namespace, OBJECTS_DIR)
-            .join(encode_name(name)?))
+            .join(stored_name(name)?))
     }
 
     /// Records the full name of an object stored under its hash.
@@ -106,28 +92,8 @@ impl FsBackend {
             let path = self.namespace_dir(namespace, NAMES_DIR).join(file_name);
             return tokio::fs::read_to_string(path).await.ok();
         }
-        percent_decode_str(file_name)
-            .decode_utf8()
-            .ok()
-            .map(|s| s.into_owned())
+        unescape(file_name)
     }
-}
-
-/// Escapes an object name into one safe file name.
-fn encode_name(name: &str) -> Result<String, BackendError> {
-    validate_object_name(name)?;
-    let mut encoded = utf8_percent_encode(name, KEEP).to_string();
-    if encoded.starts_with('.') {
-        encoded.replace_range(..1, "%2E");
-    }
-    if encoded.len() > MAX_PLAIN_NAME {
-        return Ok(hashed_name(name));
-    }
-    Ok(encoded)
-}
-
-fn hashed_name(name: &str) -> String {
-    format!("#{}", Digest::sha256_of(name.as_bytes()).hex())
 }
 
 #[async_trait]
@@ -264,11 +230,11 @@ mod tests {
     #[test]
     fn names_escape_into_one_file_name() {
         assert_eq!(
-            encode_name("library/ubuntu:latest").unwrap(),
+            stored_name("library/ubuntu:latest").unwrap(),
             "library%2Fubuntu:latest"
         );
-        assert_eq!(encode_name("..").unwrap(), "%2E.");
-        assert_eq!(encode_name("a%2Fb").unwrap(), "a%252Fb");
+        assert_eq!(stored_name("..").unwrap(), "%2E.");
+        assert_eq!(stored_name("a%2Fb").unwrap(), "a%252Fb");
         for name in [
             "library/ubuntu:latest",
             "..",
@@ -277,14 +243,14 @@ mod tests {
             "x y/ü",
             "#1",
         ] {
-            let encoded = encode_name(name).unwrap();
+            let encoded = stored_name(name).unwrap();
             assert!(!encoded.contains('/') && encoded != "." && encoded != "..");
             assert!(!encoded.starts_with('#'), "only hashed names start with #");
-            assert_eq!(percent_decode_str(&encoded).decode_utf8().unwrap(), name);
+            assert_eq!(unescape(&encoded).unwrap(), name);
         }
-        assert!(encode_name("").is_err());
-        assert!(encode_name("a\nb").is_err());
-        let long = encode_name(&"/".repeat(100)).unwrap();
+        assert!(stored_name("").is_err());
+        assert!(stored_name("a\nb").is_err());
+        let long = stored_name(&"/".repeat(100)).unwrap();
         assert!(long.starts_with('#') && long.len() == 65, "{long}");
     }
 }

@@ -5,6 +5,8 @@
 //!   the embedded default.
 //! - [`http::HttpBackend`]: any HTTP file server described by URL
 //!   templates, such as nginx with WebDAV `PUT` and JSON autoindex.
+//! - [`s3::S3Backend`]: an Amazon S3 bucket or an S3-compatible store
+//!   (Garage, Ceph RGW, MinIO), with multipart uploads for large objects.
 //! - [`router::NamespaceRouter`]: picks a backend per namespace by anchored
 //!   regex, and is a backend itself, so an origin holds one
 //!   `Arc<dyn Backend>` whatever the routing.
@@ -21,7 +23,9 @@
 mod error;
 pub mod fs;
 pub mod http;
+mod names;
 pub mod router;
+pub mod s3;
 pub mod verify;
 pub mod wrappers;
 
