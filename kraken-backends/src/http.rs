@@ -58,29 +58,15 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use kraken_core::{
-    Backend, BackendError, BackendErrorKind, BackendStream, Capabilities, Digest, ListPage,
-    Namespace, ObjectInfo, UploadBody, validate_object_name,
+    Backend, BackendError, BackendErrorKind, BackendStream, Capabilities, ListPage, Namespace,
+    ObjectInfo, UploadBody,
 };
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use percent_encoding::{percent_decode_str, utf8_percent_encode};
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, HeaderMap, RANGE, RETRY_AFTER};
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 use serde::{Deserialize, Serialize};
 
-use crate::Error;
-
-/// Bytes kept as they are in file names; everything else is escaped.
-const FILE_KEEP: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'-')
-    .remove(b':')
-    .remove(b'@')
-    .remove(b'+')
-    .remove(b'=')
-    .remove(b',');
-
-/// Escaped names longer than this are stored under their hash.
-const MAX_PLAIN_NAME: usize = 200;
+use crate::{Error, names};
 
 /// The suffix of the companion object holding a hashed name's full name.
 const NAME_SUFFIX: &str = ".name";
@@ -285,30 +271,20 @@ impl Template {
 
 /// Escapes a value into one file name (step 1 in the module docs).
 fn escape(value: &str) -> String {
-    let mut escaped = utf8_percent_encode(value, FILE_KEEP).to_string();
-    if escaped.starts_with('.') {
-        escaped.replace_range(..1, "%2E");
-    }
-    escaped
+    names::escape(value)
 }
 
 /// Encodes a file name as one URL path segment (step 2).
 fn segment(file: &str) -> String {
-    utf8_percent_encode(file, FILE_KEEP).to_string()
+    utf8_percent_encode(file, names::KEEP).to_string()
 }
 
 /// Returns the file name an object is stored under, and whether it is the
 /// hashed form.
 fn file_name(name: &str) -> Result<(String, bool), BackendError> {
-    validate_object_name(name)?;
-    let escaped = escape(name);
-    if escaped.len() > MAX_PLAIN_NAME {
-        return Ok((
-            format!("#{}", Digest::sha256_of(name.as_bytes()).hex()),
-            true,
-        ));
-    }
-    Ok((escaped, false))
+    let stored = names::stored_name(name)?;
+    let hashed = stored.starts_with('#');
+    Ok((stored, hashed))
 }
 
 /// A [`Backend`] on a plain HTTP file server; see the module docs for the

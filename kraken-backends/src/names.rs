@@ -16,7 +16,7 @@ use kraken_core::{BackendError, Digest, validate_object_name};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
 /// Bytes left as they are; everything else is escaped.
-const KEEP: &AsciiSet = &NON_ALPHANUMERIC
+pub(crate) const KEEP: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'_')
     .remove(b'-')
