@@ -16,17 +16,14 @@ use async_trait::async_trait;
 use bytesize::ByteSize;
 use futures::stream::{self, StreamExt};
 use kraken_core::{
-    Backend, BackendError, BackendStream, Capabilities, ListPage, Namespace, ObjectInfo, UploadBody,
+    Backend, BackendError, BackendStream, Bandwidth, Capabilities, ListPage, Namespace, ObjectInfo,
+    UploadBody,
 };
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::Error;
-
-mod bandwidth;
-
-use bandwidth::Bandwidth;
 
 /// Options of [`Retry`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

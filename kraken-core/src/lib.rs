@@ -25,6 +25,7 @@
 //! matching suite from [`testkit`] in your tests to check it.
 
 mod backend;
+mod bandwidth;
 mod digest;
 pub mod disk;
 mod error;
@@ -44,6 +45,7 @@ pub use backend::{
     Backend, BackendError, BackendErrorKind, BackendStream, Capabilities, ListPage,
     MAX_OBJECT_NAME_LEN, ObjectInfo, UploadBody, validate_object_name,
 };
+pub use bandwidth::Bandwidth;
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use error::{Error, Result};
 pub use metainfo::{

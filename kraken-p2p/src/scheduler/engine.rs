@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use kraken_core::{
-    BlobState, BlobStore, ByteRange, Digest, Error, Namespace, PeerId, PeerInfo, Result, Scheduler,
-    SchedulerStats,
+    Bandwidth, BlobState, BlobStore, ByteRange, Digest, Error, Namespace, PeerId, PeerInfo, Result,
+    Scheduler, SchedulerStats,
 };
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
@@ -18,7 +18,6 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::bandwidth::Bandwidth;
 use super::conn::BoxIo;
 use super::session::{self, Event, Phase, SessionHandle};
 use super::{SchedulerConfig, stream};

@@ -5,7 +5,6 @@
 //! [`Engine`] that owns sockets and the disk drives it, and so does the
 //! simulator.
 
-mod bandwidth;
 mod config;
 mod conn;
 mod engine;
@@ -15,7 +14,6 @@ mod stream;
 mod torrent;
 mod upload;
 
-pub use bandwidth::Bandwidth;
 pub use config::{ConfigError, SchedulerConfig};
 pub use engine::{Engine, EngineOptions};
 pub use serve::ServeQueue;

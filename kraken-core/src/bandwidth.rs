@@ -1,7 +1,8 @@
-//! Token buckets that cap piece bytes per second in each direction.
+//! Token buckets that cap bytes per second: the P2P engine's ingress and
+//! egress caps and the backends' throttle use the same one.
 //!
-//! One bucket per direction is shared by every connection of the host, so
-//! the cap holds however many blobs and peers are active. Tokens are KiB.
+//! One bucket shared by every transfer in a direction makes the cap hold
+//! however many blobs, peers or requests are active. Tokens are KiB.
 //! The bucket holds a twentieth of a second's worth: a large burst would
 //! let a host briefly beat its cap, which on a shared link only moves the
 //! queue elsewhere. A piece larger than the bucket waits for its tokens in
