@@ -86,3 +86,20 @@ async fn a_blob_whose_peers_are_all_unreachable_is_unavailable_not_a_hang() {
         "{download:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metainfo_of_another_blob_is_a_digest_mismatch() {
+    let swarm = Swarm::new();
+    let origin = swarm.peer(fast_config(), true).await;
+    let meta = swarm.publish(&origin, &blob(100_000, 10), 16 * 1024).await;
+    let wanted = kraken_core::Digest::sha256_of(b"some other blob");
+    swarm.lie_about(wanted, meta.clone());
+    let agent = swarm.peer(fast_config(), false).await;
+    let err = agent.engine.download(&ns(), &wanted).await.unwrap_err();
+    let kraken_core::Error::DigestMismatch { expected, actual } = err else {
+        panic!("expected a digest mismatch, got {err}");
+    };
+    assert_eq!((expected, actual), (wanted, *meta.digest()));
+    let stat = kraken_core::BlobStore::stat(agent.store.as_ref(), &wanted).await;
+    assert!(stat.is_err(), "nothing stored");
+}

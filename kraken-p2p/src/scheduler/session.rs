@@ -83,7 +83,11 @@ pub(crate) enum Failure {
     Unavailable(String),
     Cancelled,
     Timeout(String),
-    Corrupt(String),
+    /// The bytes or the metainfo the swarm delivered are of another blob.
+    Mismatch {
+        expected: Digest,
+        actual: Digest,
+    },
     Store(String),
 }
 
@@ -94,9 +98,11 @@ impl Failure {
             Failure::Unavailable(_) => Error::Unavailable(*digest),
             Failure::Cancelled => Error::Cancelled,
             Failure::Timeout(why) => Error::Timeout(why.clone()),
-            Failure::Corrupt(why) | Failure::Store(why) => {
-                Error::Io(std::io::Error::other(why.clone()))
-            }
+            Failure::Mismatch { expected, actual } => Error::DigestMismatch {
+                expected: *expected,
+                actual: *actual,
+            },
+            Failure::Store(why) => Error::Io(std::io::Error::other(why.clone())),
         }
     }
 
@@ -105,7 +111,10 @@ impl Failure {
             Error::NotFound(_) => Failure::NotFound,
             Error::Cancelled => Failure::Cancelled,
             Error::Timeout(why) => Failure::Timeout(why.clone()),
-            Error::DigestMismatch { .. } => Failure::Corrupt(e.to_string()),
+            Error::DigestMismatch { expected, actual } => Failure::Mismatch {
+                expected: *expected,
+                actual: *actual,
+            },
             Error::Unavailable(_) | Error::Backend(_) => Failure::Unavailable(e.to_string()),
             _ => Failure::Store(e.to_string()),
         }
@@ -274,9 +283,9 @@ async fn resolve(
         Err(_) => fetch_metainfo(inner, namespace, digest).await?,
     };
     if meta.digest() != digest {
-        return Err(Failure::Corrupt(
-            "tracker returned metainfo of another blob".into(),
-        ));
+        tracing::warn!(actual = %meta.digest(), "tracker returned metainfo of another blob");
+        let (expected, actual) = (*digest, *meta.digest());
+        return Err(Failure::Mismatch { expected, actual });
     }
     let have = inner
         .store
