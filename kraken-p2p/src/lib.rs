@@ -37,6 +37,7 @@
 //! one process.
 
 pub mod agent;
+pub mod http_error;
 pub mod scheduler;
 pub mod tls;
 pub mod tracker;

@@ -30,7 +30,8 @@ use tracing::Instrument;
 
 use kraken_core::{BlobStream, ByteRange, Digest, Namespace, Scheduler};
 
-use super::error::{ApiError, log_failures};
+use super::error::ApiError;
+use crate::http_error::log_failures;
 
 type Shared = Arc<dyn Scheduler>;
 

@@ -28,8 +28,8 @@ use reqwest::{RequestBuilder, StatusCode, Url};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::server::ErrorBody;
 use super::{AnnounceRequest, AnnounceResponse, Tracker};
+use crate::http_error::ErrorBody;
 
 /// Characters escaped in a namespace path segment: all but RFC 3986's
 /// unreserved ones, so `/` travels as `%2F`.

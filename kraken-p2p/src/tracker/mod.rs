@@ -12,10 +12,11 @@ mod redis_store;
 mod server;
 mod service;
 
+pub use crate::http_error::{ErrorBody, status_for};
 pub use http_client::{HttpTracker, HttpTrackerConfig, TrackerClientError};
 pub use memory_store::MemoryPeerStore;
 pub use redis_store::{RedisPeerStore, RedisPeerStoreConfig};
-pub use server::{ErrorBody, MAX_BODY_BYTES, TrackerServer, router, status_for};
+pub use server::{MAX_BODY_BYTES, TrackerServer, router};
 pub use service::{
     AnnounceRequest, AnnounceResponse, OriginDirectory, Tracker, TrackerConfig, TrackerService,
     handout,

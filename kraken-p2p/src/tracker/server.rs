@@ -23,32 +23,22 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{StatusCode, header};
+use axum::middleware;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
-use kraken_core::{BackendErrorKind, Digest, Error, Namespace, Result};
-use serde::{Deserialize, Serialize};
+use kraken_core::{Digest, Error, Namespace, Result};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::{AnnounceRequest, AnnounceResponse, Tracker, TrackerService};
+use crate::http_error::{error_response, log_failures, status_for};
 
 /// Largest request body accepted; an announce is a few hundred bytes.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
-
-/// Seconds a client should wait before retrying a 503.
-const RETRY_AFTER_SECS: &str = "1";
-
-/// The JSON body of every failed request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorBody {
-    /// What went wrong, for people and logs.
-    pub error: String,
-}
 
 /// Builds the tracker's routes over `service`.
 pub fn router(service: Arc<TrackerService>) -> Router {
@@ -64,51 +54,12 @@ pub fn router(service: Arc<TrackerService>) -> Router {
         .with_state(service)
 }
 
-/// Returns the status a failure of the tracker is answered with.
-///
-/// Malformed input is the client's fault (400); a blob nobody has is 404;
-/// anything that may succeed later because an origin, backend or the peer
-/// store is unreachable or busy is 503; a timeout is 504; a bad answer
-/// from upstream (a malformed metainfo) is 502. Store-side variants that
-/// the tracker never produces still get the status they would have
-/// anywhere else, so the table stays total.
-pub fn status_for(error: &Error) -> StatusCode {
-    match error {
-        Error::Digest(_) | Error::Namespace(_) => StatusCode::BAD_REQUEST,
-        Error::MetaInfo(_) => StatusCode::BAD_GATEWAY,
-        Error::NotFound(_) | Error::UploadNotFound(_) | Error::PieceMissing { .. } => {
-            StatusCode::NOT_FOUND
-        }
-        Error::UploadOffset { .. } | Error::RangeNotSatisfiable { .. } => {
-            StatusCode::RANGE_NOT_SATISFIABLE
-        }
-        Error::DigestMismatch { .. } | Error::PieceOutOfRange { .. } => StatusCode::BAD_REQUEST,
-        Error::PieceMismatch { .. } => StatusCode::BAD_GATEWAY,
-        Error::Incomplete { .. } | Error::MetaInfoConflict(_) | Error::Pinned(_) => {
-            StatusCode::CONFLICT
-        }
-        Error::StoreFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
-        Error::Unavailable(_) | Error::Cancelled => StatusCode::SERVICE_UNAVAILABLE,
-        Error::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-        Error::Backend(e) if e.kind() == BackendErrorKind::NotFound => StatusCode::NOT_FOUND,
-        Error::Backend(_) => StatusCode::SERVICE_UNAVAILABLE,
-        Error::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        // `Error` is non-exhaustive, so another crate must have this arm;
-        // a variant added later answers 500 until it is listed above.
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
 /// A failed request: its status and message.
 #[derive(Debug)]
 struct ApiError {
     status: StatusCode,
     message: String,
 }
-
-/// Marks a response as a failure so [`log_failures`] can log it once.
-#[derive(Debug, Clone)]
-struct Failure(String);
 
 impl ApiError {
     fn bad_request(message: String) -> Self {
@@ -150,16 +101,7 @@ impl From<PathRejection> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody {
-            error: self.message.clone(),
-        };
-        let mut response = (self.status, Json(body)).into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            let retry = HeaderValue::from_static(RETRY_AFTER_SECS);
-            response.headers_mut().insert(header::RETRY_AFTER, retry);
-        }
-        response.extensions_mut().insert(Failure(self.message));
-        response
+        error_response(self.status, self.message)
     }
 }
 
@@ -226,27 +168,6 @@ async fn wrong_method() -> ApiError {
         status: StatusCode::METHOD_NOT_ALLOWED,
         message: "method not allowed on this route".to_owned(),
     }
-}
-
-/// Runs each request in a span and logs each failure once: server-side
-/// failures at `warn`, client mistakes at `debug`.
-async fn log_failures(request: Request, next: Next) -> Response {
-    let span = tracing::debug_span!(
-        "http",
-        method = %request.method(),
-        path = %request.uri().path(),
-    );
-    let response = next.run(request).instrument(span.clone()).await;
-    let _entered = span.enter();
-    if let Some(Failure(error)) = response.extensions().get::<Failure>() {
-        let status = response.status().as_u16();
-        if response.status().is_server_error() {
-            tracing::warn!(status, %error, "request failed");
-        } else {
-            tracing::debug!(status, %error, "request rejected");
-        }
-    }
-    response
 }
 
 /// A running tracker HTTP server.
