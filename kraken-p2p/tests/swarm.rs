@@ -24,7 +24,7 @@ async fn leechers_fetch_a_blob_from_an_origin_and_each_other() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn streams_a_range_while_downloading() {
+async fn streams_a_range_of_a_blob_not_yet_cached() {
     let swarm = Swarm::new();
     let origin = swarm.peer(fast_config(), true).await;
     let data = blob(2 << 20, 2);
