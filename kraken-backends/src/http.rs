@@ -68,9 +68,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Error, names};
 
-/// The suffix of the companion object holding a hashed name's full name.
-const NAME_SUFFIX: &str = ".name";
-
 /// Options of the HTTP backend, as they appear in config.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -405,10 +402,10 @@ impl HttpBackend {
             let name = percent_decode_str(file).decode_utf8().ok()?;
             return Some(name.into_owned());
         }
-        if file.ends_with(NAME_SUFFIX) {
+        if file.ends_with(names::NAME_SUFFIX) {
             return None;
         }
-        let companion = format!("{file}{NAME_SUFFIX}");
+        let companion = names::companion(file);
         let bytes = self.read_small(namespace, &companion).await.ok()??;
         String::from_utf8(bytes.to_vec()).ok()
     }
@@ -512,7 +509,7 @@ impl Backend for HttpBackend {
             body
         };
         if hashed {
-            let companion = format!("{file}{NAME_SUFFIX}");
+            let companion = names::companion(&file);
             let name = Bytes::copy_from_slice(name.as_bytes());
             self.put_bytes(put, namespace, &companion, name).await?;
         }

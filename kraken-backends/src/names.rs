@@ -45,6 +45,15 @@ pub(crate) fn stored_name(name: &str) -> Result<String, BackendError> {
     Ok(escaped)
 }
 
+/// The suffix of the companion object that holds a hashed name's full
+/// name, for backends that keep it beside the object.
+pub(crate) const NAME_SUFFIX: &str = ".name";
+
+/// Returns the name of the companion object of a hashed name's object.
+pub(crate) fn companion(stored: &str) -> String {
+    format!("{stored}{NAME_SUFFIX}")
+}
+
 /// Returns the `#<sha256>` form of a name.
 pub(crate) fn hashed_name(name: &str) -> String {
     format!("#{}", Digest::sha256_of(name.as_bytes()).hex())

@@ -59,8 +59,8 @@ use object_store::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::Error;
 use crate::names::{escape, stored_name, unescape};
+use crate::{Error, names};
 
 mod client;
 
@@ -70,8 +70,6 @@ use client::Connector;
 const MIN_PART: ByteSize = ByteSize::mib(5);
 /// S3's largest part.
 const MAX_PART: ByteSize = ByteSize::gib(5);
-/// The suffix of the companion object holding a hashed name's full name.
-const NAME_SUFFIX: &str = ".name";
 /// Parts uploaded at once by one multipart upload.
 const PART_CONCURRENCY: usize = 4;
 
@@ -316,10 +314,10 @@ impl S3Backend {
         if !segment.starts_with('#') {
             return Ok(unescape(segment));
         }
-        if segment.ends_with(NAME_SUFFIX) {
+        if segment.ends_with(names::NAME_SUFFIX) {
             return Ok(None);
         }
-        let companion = self.path_in(namespace, &format!("{segment}{NAME_SUFFIX}"))?;
+        let companion = self.path_in(namespace, &names::companion(segment))?;
         let got = match self.store.get(&companion).await {
             Ok(got) => got,
             // An object whose companion is gone cannot be named; skip it
@@ -519,7 +517,7 @@ impl Backend for S3Backend {
         if segment.starts_with('#') {
             // The name goes first, so a listed hashed object always has it;
             // a failed upload leaves only an unlisted companion behind.
-            let companion = self.path_in(namespace, &format!("{segment}{NAME_SUFFIX}"))?;
+            let companion = self.path_in(namespace, &names::companion(&segment))?;
             let name = PutPayload::from(name.to_owned());
             self.store
                 .put(&companion, name)
