@@ -21,16 +21,21 @@ use kraken_core::Scheduler;
 use kraken_p2p::scheduler::SchedulerConfig;
 
 struct Args {
-    peers: usize,
+    peers: u64,
     rate_mbit: u64,
     size_mib: u64,
     piece_kib: u64,
 }
 
 const USAGE: &str = "usage: swarm_bench [--peers N] [--rate-mbit R] [--size-mib S] [--piece-kib P]
-  every value a positive whole number; defaults 20, 50, 200, 4096";
+  every value a positive whole number, peers at most 200; defaults 20, 50, 200, 4096";
 
-fn parse_args() -> Result<Args, String> {
+/// More peers than this would each open a store and sockets in one
+/// process; the simulator of issue 8 is the tool for larger swarms.
+const MAX_PEERS: u64 = 200;
+
+/// Parses the flags; `Ok(None)` when usage was asked for.
+fn parse_args() -> Result<Option<Args>, String> {
     let mut args = Args {
         peers: 20,
         rate_mbit: 50,
@@ -39,26 +44,34 @@ fn parse_args() -> Result<Args, String> {
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        let field = match flag.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--peers" => &mut args.peers,
+            "--rate-mbit" => &mut args.rate_mbit,
+            "--size-mib" => &mut args.size_mib,
+            "--piece-kib" => &mut args.piece_kib,
+            other => return Err(format!("unknown flag {other}")),
+        };
         let value = it
             .next()
             .and_then(|v| v.parse::<u64>().ok())
             .filter(|v| *v > 0);
-        let value = value.ok_or_else(|| format!("{flag} needs a positive whole number"))?;
-        match flag.as_str() {
-            "--peers" => args.peers = value as usize,
-            "--rate-mbit" => args.rate_mbit = value,
-            "--size-mib" => args.size_mib = value,
-            "--piece-kib" => args.piece_kib = value,
-            other => return Err(format!("unknown flag {other}")),
-        }
+        *field = value.ok_or_else(|| format!("{flag} needs a positive whole number"))?;
     }
-    Ok(args)
+    if args.peers > MAX_PEERS {
+        return Err(format!("--peers is at most {MAX_PEERS} in one process"));
+    }
+    Ok(Some(args))
 }
 
 #[tokio::main]
 async fn main() {
     let args = match parse_args() {
-        Ok(args) => args,
+        Ok(Some(args)) => args,
+        Ok(None) => {
+            println!("{USAGE}");
+            return;
+        }
         Err(why) => {
             eprintln!("swarm_bench: {why}\n{USAGE}");
             std::process::exit(2);
