@@ -38,6 +38,7 @@
 
 pub mod agent;
 pub mod http_error;
+pub mod origin;
 pub mod scheduler;
 pub mod tls;
 pub mod tracker;
