@@ -37,6 +37,7 @@
 //! one process.
 
 pub mod agent;
+mod blob_http;
 pub mod http_error;
 pub mod origin;
 pub mod scheduler;

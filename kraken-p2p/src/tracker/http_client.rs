@@ -33,7 +33,7 @@ use crate::http_error::ErrorBody;
 
 /// Characters escaped in a namespace path segment: all but RFC 3986's
 /// unreserved ones, so `/` travels as `%2F`.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+pub(crate) const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'.')
     .remove(b'_')

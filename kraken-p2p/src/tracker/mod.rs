@@ -13,6 +13,7 @@ mod server;
 mod service;
 
 pub use crate::http_error::{ErrorBody, status_for};
+pub(crate) use http_client::SEGMENT;
 pub use http_client::{HttpTracker, HttpTrackerConfig, TrackerClientError};
 pub use memory_store::MemoryPeerStore;
 pub use redis_store::{RedisPeerStore, RedisPeerStoreConfig};
