@@ -54,7 +54,7 @@ pub use writeback::{WriteBack, WriteBackConfig, WriteBackTask};
 
 use crate::scheduler::{Engine, EngineOptions};
 use crate::tracker::{AnnounceRequest, AnnounceResponse, Tracker};
-use readthrough::ReadThrough;
+use readthrough::{FetchOnMiss, ReadThrough};
 
 /// Everything an origin needs to know; the binaries' TOML deserializes
 /// into it.
@@ -218,13 +218,20 @@ impl Origin {
             origin: true,
             ..config.p2p.clone()
         };
-        let engine = Engine::start(options, store.clone(), Arc::new(NoTracker)).await?;
         let read_through = Arc::new(ReadThrough::new(
             store.clone(),
             backend.clone(),
             config.piece_lengths.clone(),
             config.read_through.clone(),
         ));
+        let on_missing = Arc::new(FetchOnMiss(read_through.clone()));
+        let engine = Engine::start_with(
+            options,
+            store.clone(),
+            Arc::new(NoTracker),
+            Some(on_missing),
+        )
+        .await?;
         let task = writeback.start(shutdown.child_token());
         tracing::info!(
             addr = %config.addr,

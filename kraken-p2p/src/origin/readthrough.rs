@@ -25,6 +25,8 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::scheduler::MissingBlob;
+
 /// Read-through settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -102,6 +104,22 @@ impl Failure {
 enum Entry {
     Fetching,
     Failed { failure: Failure, until: Instant },
+}
+
+/// Starts a read-through when a peer asks the origin's engine for a blob it
+/// lacks, so the origin seeds it by the time the peer tries again.
+#[derive(Debug)]
+pub(crate) struct FetchOnMiss(pub(crate) Arc<ReadThrough>);
+
+impl MissingBlob for FetchOnMiss {
+    fn missing(&self, namespace: &Namespace, digest: &Digest) {
+        let (read_through, namespace, digest) = (self.0.clone(), namespace.clone(), *digest);
+        tokio::spawn(async move {
+            if let Err(error) = read_through.ensure(&namespace, &digest).await {
+                tracing::debug!(%namespace, %digest, %error, "peer asked for a blob the backend cannot give");
+            }
+        });
+    }
 }
 
 /// Coalesced backend fetches of one origin.

@@ -482,8 +482,8 @@ async fn patch_upload(
     body: Body,
 ) -> Result<Response, ApiError> {
     let (namespace, digest, id) = parse_upload(path)?;
-    let size = origin.store().upload_size(&id).await?;
     let range = content_range(&headers)?;
+    let size = origin.store().upload_size(&id).await?;
     if let Some((start, _)) = range
         && start != size
     {

@@ -289,9 +289,7 @@ impl WriteBack {
                 }),
             }
         };
-        if let Err(e) = self.inner.store.pin(digest).await {
-            return Err(e);
-        }
+        self.inner.store.pin(digest).await?;
         let Some(task) = task else {
             return Ok(());
         };

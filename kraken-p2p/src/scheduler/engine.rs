@@ -2,6 +2,7 @@
 //! task per active blob.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -56,6 +57,16 @@ impl Default for EngineOptions {
     }
 }
 
+/// Told when a peer asks for a blob the store lacks. An origin reads the
+/// blob from its backend, so the peer finds it when it tries again (the
+/// connection itself is refused; the peer retries after its blacklist
+/// expires or takes the pieces from another origin meanwhile).
+pub trait MissingBlob: Send + Sync + fmt::Debug {
+    /// Called for each such handshake; must return at once, so start any
+    /// work in the background.
+    fn missing(&self, namespace: &Namespace, digest: &Digest);
+}
+
 /// The P2P engine: gets blobs from the swarm and seeds what it holds.
 ///
 /// Cloning is cheap; clones share one engine. The engine stops when
@@ -80,6 +91,7 @@ pub(crate) struct Inner {
     pub(crate) next_conn_id: AtomicU64,
     pub(crate) shutdown: CancellationToken,
     tls: Option<PeerTls>,
+    on_missing: Option<Arc<dyn MissingBlob>>,
     next_session: AtomicU64,
     sessions: Mutex<HashMap<Digest, SessionHandle>>,
     start: Instant,
@@ -97,6 +109,21 @@ impl Engine {
         options: EngineOptions,
         store: Arc<dyn BlobStore>,
         tracker: Arc<dyn Tracker>,
+    ) -> Result<Engine> {
+        Engine::start_with(options, store, tracker, None).await
+    }
+
+    /// As [`Engine::start`], telling `on_missing` about every inbound
+    /// handshake for a blob the store lacks.
+    ///
+    /// # Errors
+    ///
+    /// As [`Engine::start`].
+    pub async fn start_with(
+        options: EngineOptions,
+        store: Arc<dyn BlobStore>,
+        tracker: Arc<dyn Tracker>,
+        on_missing: Option<Arc<dyn MissingBlob>>,
     ) -> Result<Engine> {
         let config = options.scheduler;
         config
@@ -127,6 +154,7 @@ impl Engine {
             next_conn_id: AtomicU64::new(0),
             shutdown: CancellationToken::new(),
             tls,
+            on_missing,
             next_session: AtomicU64::new(0),
             sessions: Mutex::new(HashMap::new()),
             start: Instant::now(),
@@ -291,8 +319,15 @@ async fn inbound(inner: Arc<Inner>, tcp: TcpStream) {
             .await
         {
             Ok(session) => session,
+            Err(Error::NotFound(_)) => {
+                tracing::debug!(digest = %handshake.digest, "peer asked for a blob not held");
+                if let Some(hook) = &inner.on_missing {
+                    hook.missing(&handshake.namespace, &handshake.digest);
+                }
+                return;
+            }
             Err(e) => {
-                return tracing::debug!(digest = %handshake.digest, error = %e, "no such blob");
+                return tracing::debug!(digest = %handshake.digest, error = %e, "cannot seed");
             }
         },
     };

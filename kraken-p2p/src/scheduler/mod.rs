@@ -15,6 +15,6 @@ mod torrent;
 mod upload;
 
 pub use config::{ConfigError, SchedulerConfig};
-pub use engine::{Engine, EngineOptions};
+pub use engine::{Engine, EngineOptions, MissingBlob};
 pub use serve::ServeQueue;
 pub use torrent::{Action, DisconnectReason, Torrent, Verdict};
