@@ -758,3 +758,98 @@ async fn a_wiped_origin_gets_the_blob_back_from_the_backend() {
         .unwrap();
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
 }
+
+async fn collect(stream: kraken_core::BlobStream) -> Vec<u8> {
+    let chunks: Vec<Bytes> = futures::TryStreamExt::try_collect(stream.body)
+        .await
+        .unwrap();
+    chunks.concat()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_streams_ranges_mounts_and_copies_to_another_cluster() {
+    use kraken_core::ByteRange;
+
+    let cluster = TestCluster::start().await;
+    let data = blob(800_000, 11);
+    let digest = Digest::sha256_of(&data);
+    cluster
+        .client
+        .upload_bytes(&ns(), &digest, data.clone())
+        .await
+        .unwrap();
+
+    let whole = cluster
+        .client
+        .stream(&ns(), &digest, ByteRange::Full)
+        .await
+        .unwrap();
+    assert_eq!((whole.length, whole.range.clone()), (800_000, 0..800_000));
+    assert_eq!(collect(whole).await, data.to_vec());
+    let part = ByteRange::Inclusive {
+        start: 1000,
+        end: 1999,
+    };
+    let ranged = cluster.client.stream(&ns(), &digest, part).await.unwrap();
+    assert_eq!((ranged.length, ranged.range.clone()), (800_000, 1000..2000));
+    assert_eq!(collect(ranged).await, data[1000..2000].to_vec());
+    let tail = cluster
+        .client
+        .stream(&ns(), &digest, ByteRange::Suffix(10))
+        .await
+        .unwrap();
+    assert_eq!(collect(tail).await, data[data.len() - 10..].to_vec());
+    match cluster
+        .client
+        .stream(&ns(), &digest, ByteRange::From(900_000))
+        .await
+    {
+        Err(Error::RangeNotSatisfiable { length, .. }) => assert_eq!(length, 800_000),
+        other => panic!("expected 416, got {other:?}"),
+    }
+
+    // Only in the backend: the stream waits out the read-through.
+    let cold = blob(300_000, 12);
+    let cold_digest = Digest::sha256_of(&cold);
+    let body = futures::stream::iter([Ok(cold.clone())]).boxed();
+    cluster
+        .fs
+        .upload(&ns(), &cold_digest.to_string(), 300_000, body)
+        .await
+        .unwrap();
+    let streamed = cluster
+        .client
+        .stream(&ns(), &cold_digest, ByteRange::Full)
+        .await
+        .unwrap();
+    assert_eq!(collect(streamed).await, cold.to_vec());
+
+    // A mount keeps a held blob under a second namespace: its write-back
+    // goes there too. A blob nobody holds is not mounted.
+    let other = Namespace::new("team/other").unwrap();
+    assert!(cluster.client.mount(&other, &digest).await.unwrap());
+    eventually("write-back under the mounted namespace", || async {
+        cluster.fs.stat(&other, &digest.to_string()).await.is_ok()
+    })
+    .await;
+    let nobody = Digest::sha256_of(b"held by nobody");
+    assert!(!cluster.client.mount(&other, &nobody).await.unwrap());
+
+    // Another cluster, with its own backend, gets the blob from an owner.
+    let remote = TestCluster::start().await;
+    cluster
+        .client
+        .copy_to_cluster(&ns(), &digest, &remote.addrs)
+        .await
+        .unwrap();
+    assert_eq!(remote.client.download(&ns(), &digest).await.unwrap(), data);
+    eventually("remote write-back", || remote.in_backend(&digest)).await;
+    match cluster
+        .client
+        .copy_to_cluster(&ns(), &nobody, &remote.addrs)
+        .await
+    {
+        Err(Error::NotFound(_)) => {}
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+}

@@ -20,9 +20,12 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use bytesize::ByteSize;
 use futures::StreamExt;
-use kraken_core::{BlobReader, Digest, Error, MetaInfo, Namespace, PeerInfo, Result, read_range};
+use kraken_core::{
+    BlobReader, BlobStream, ByteRange, Digest, Error, MetaInfo, Namespace, PeerInfo, Result,
+    read_range,
+};
 use percent_encoding::utf8_percent_encode;
-use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, LOCATION};
+use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, LOCATION, RANGE};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -312,6 +315,95 @@ impl OriginClient {
         Ok(body)
     }
 
+    /// Streams `range` of a blob from its first reachable owner, polling
+    /// while the owner reads it from its backend. The bytes are not
+    /// verified here: the caller hashes what it keeps.
+    ///
+    /// # Errors
+    ///
+    /// As [`OriginClient::metainfo`]; `RangeNotSatisfiable` when `range`
+    /// starts past the end. A failure midway ends the stream with an error.
+    pub async fn stream(
+        &self,
+        namespace: &Namespace,
+        digest: &Digest,
+        range: ByteRange,
+    ) -> Result<BlobStream> {
+        let path = blob_path(namespace, digest);
+        let header = range_header(range);
+        let (owner, response) = self
+            .poll(digest, || async {
+                let found = self.first_response(digest, |base| {
+                    let request = self.request(Method::GET, &format!("{base}{path}"), true);
+                    match &header {
+                        Some(h) => request.header(RANGE, h.as_str()),
+                        None => request,
+                    }
+                });
+                let (owner, response) = found.await?;
+                match response.status() {
+                    StatusCode::ACCEPTED => Ok(None),
+                    StatusCode::RANGE_NOT_SATISFIABLE => Err(unsatisfiable(range, &response)),
+                    _ => Ok(Some((owner, response))),
+                }
+            })
+            .await?;
+        stream_of(&owner, digest, response)
+    }
+
+    /// Makes the owners keep a blob they hold under `namespace` too (its
+    /// write-back goes to that namespace's backend), without a transfer.
+    /// Returns false when no owner holds it, so it must be uploaded.
+    ///
+    /// # Errors
+    ///
+    /// `Unavailable` when no owner answers.
+    pub async fn mount(&self, namespace: &Namespace, digest: &Digest) -> Result<bool> {
+        let path = format!("{}/mount", blob_path(namespace, digest));
+        let answer = self
+            .first_owner(digest, |base| {
+                self.request(Method::POST, &format!("{base}{path}"), false)
+            })
+            .await;
+        match answer {
+            Ok(_) => Ok(true),
+            Err(Error::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Has an owner copy a blob to another cluster of origins, whose
+    /// members are `remote`; polls while the owner first reads the blob
+    /// from its backend. Returns once the remote cluster committed it.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` when neither this cluster nor its backend has the blob;
+    /// the remote's failure, as the owner reports it, otherwise.
+    pub async fn copy_to_cluster(
+        &self,
+        namespace: &Namespace,
+        digest: &Digest,
+        remote: &[String],
+    ) -> Result<()> {
+        let path = format!("{}/remote", blob_path(namespace, digest));
+        let body = serde_json::to_vec(&RemoteCluster {
+            members: remote.to_vec(),
+        })
+        .map_err(|e| invalid_data(e.to_string()))?;
+        self.poll(digest, || async {
+            let (status, _, _) = self
+                .first_owner(digest, |base| {
+                    self.request(Method::POST, &format!("{base}{path}"), true)
+                        .header(reqwest::header::CONTENT_TYPE, "application/json")
+                        .body(body.clone())
+                })
+                .await?;
+            Ok((status != StatusCode::ACCEPTED).then_some(()))
+        })
+        .await
+    }
+
     /// Asks the owners to have the blob ready: it reads it from the backend
     /// when it lacks it.
     ///
@@ -476,7 +568,7 @@ impl OriginClient {
     }
 
     /// Sends a request to the owners of `digest` in order until one gives
-    /// a final answer; 202 answers are polled on the same owner.
+    /// a final answer, and reads it whole; 202 answers are polled.
     async fn poll_owners(
         &self,
         digest: &Digest,
@@ -484,20 +576,33 @@ impl OriginClient {
         path: &str,
         transfer: bool,
     ) -> Result<(reqwest::header::HeaderMap, Bytes)> {
-        let config = &self.inner.config;
-        let deadline = Instant::now() + config.poll_timeout;
-        let mut wait = config.poll_initial;
-        loop {
+        self.poll(digest, || async {
             let (status, headers, body) = self
                 .first_owner(digest, |base| {
                     self.request(method.clone(), &format!("{base}{path}"), transfer)
                 })
                 .await?;
-            if status != StatusCode::ACCEPTED {
-                return Ok((headers, body));
+            Ok((status != StatusCode::ACCEPTED).then_some((headers, body)))
+        })
+        .await
+    }
+
+    /// Runs `attempt` until it gives an answer (`Some`), waiting longer
+    /// after each `None` (an origin still reading from its backend), until
+    /// [`OriginClientConfig::poll_timeout`].
+    async fn poll<T, F, Fut>(&self, digest: &Digest, mut attempt: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<Option<T>>>,
+    {
+        let config = &self.inner.config;
+        let deadline = Instant::now() + config.poll_timeout;
+        let mut wait = config.poll_initial;
+        loop {
+            if let Some(answer) = attempt().await? {
+                return Ok(answer);
             }
-            let now = Instant::now();
-            if now + wait > deadline {
+            if Instant::now() + wait > deadline {
                 return Err(Error::Timeout(format!(
                     "origins still fetching {digest} from the backend after {:?}",
                     config.poll_timeout
@@ -509,24 +614,51 @@ impl OriginClient {
     }
 
     /// Tries the owners of `digest` in order; returns the first answer that
-    /// is a success or 202, or the error that ends the call.
+    /// is a success or 202, read whole, or the error that ends the call.
     async fn first_owner(
         &self,
         digest: &Digest,
         build: impl Fn(&str) -> RequestBuilder,
     ) -> Result<(StatusCode, reqwest::header::HeaderMap, Bytes)> {
+        let (owner, response) = self.first_response(digest, build).await?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| network_error(&owner, digest, &e))?;
+        if status == StatusCode::RANGE_NOT_SATISFIABLE {
+            return Err(status_error(&owner, digest, status, &body));
+        }
+        Ok((status, headers, body))
+    }
+
+    /// Tries the owners of `digest` in order; returns the first response
+    /// that is a success, a 202 or a 416, unread, with the owner that sent
+    /// it. A network error or a 5xx moves on to the next owner; any other
+    /// status ends the call.
+    async fn first_response(
+        &self,
+        digest: &Digest,
+        build: impl Fn(&str) -> RequestBuilder,
+    ) -> Result<(String, Response)> {
         let owners = self.locations(digest).await?;
         let mut last = None;
-        for owner in &owners {
-            let result = self
-                .exchange(owner, digest, build(&format!("http://{owner}")))
-                .await;
-            let e = match result {
-                Ok((status, headers, body)) if status.is_success() => {
-                    return Ok((status, headers, body));
+        for owner in owners {
+            let e = match build(&format!("http://{owner}")).send().await {
+                // A 416 names the blob's length in a header the caller reads.
+                Ok(response)
+                    if response.status().is_success()
+                        || response.status() == StatusCode::RANGE_NOT_SATISFIABLE =>
+                {
+                    return Ok((owner, response));
                 }
-                Ok((status, _, body)) => status_error(owner, digest, status, &body),
-                Err(e) => e,
+                Ok(response) => {
+                    let status = response.status();
+                    let body = response.bytes().await.unwrap_or_default();
+                    status_error(&owner, digest, status, &body)
+                }
+                Err(e) => network_error(&owner, digest, &e),
             };
             if !failover(&e) {
                 return Err(e);
@@ -630,6 +762,93 @@ fn body_of(blob: Arc<dyn BlobReader>, range: std::ops::Range<u64>) -> reqwest::B
 pub(crate) fn blob_path(namespace: &Namespace, digest: &Digest) -> String {
     let ns = utf8_percent_encode(namespace.as_str(), SEGMENT);
     format!("/namespace/{ns}/blobs/{digest}")
+}
+
+/// The body of `POST /namespace/{ns}/blobs/{d}/remote`: the other
+/// cluster's origins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteCluster {
+    /// HTTP addresses (`host:port`) of the remote cluster's origins.
+    pub members: Vec<String>,
+}
+
+/// The `Range` request header for `range`, `None` for the whole blob.
+fn range_header(range: ByteRange) -> Option<String> {
+    match range {
+        ByteRange::Full => None,
+        ByteRange::From(start) => Some(format!("bytes={start}-")),
+        ByteRange::Inclusive { start, end } => Some(format!("bytes={start}-{end}")),
+        ByteRange::Suffix(n) => Some(format!("bytes=-{n}")),
+    }
+}
+
+/// The error for a 416 answer, whose `Content-Range: bytes */<length>`
+/// names the blob's length.
+fn unsatisfiable(range: ByteRange, response: &Response) -> Error {
+    let length = response
+        .headers()
+        .get(CONTENT_RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("bytes */"))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let start = match range {
+        ByteRange::From(s) | ByteRange::Inclusive { start: s, .. } => s,
+        ByteRange::Full | ByteRange::Suffix(_) => length,
+    };
+    Error::RangeNotSatisfiable {
+        start,
+        end: length,
+        length,
+    }
+}
+
+/// Wraps a 200 or 206 answer as a [`BlobStream`].
+fn stream_of(owner: &str, digest: &Digest, response: Response) -> Result<BlobStream> {
+    let headers = response.headers();
+    let number = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let sent = number(CONTENT_LENGTH)
+        .ok_or_else(|| invalid_data(format!("origin {owner} sent no Content-Length")))?;
+    let (range, length) = if response.status() == StatusCode::PARTIAL_CONTENT {
+        let text = headers
+            .get(CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        parse_content_range(text)
+            .ok_or_else(|| invalid_data(format!("origin {owner} sent Content-Range {text:?}")))?
+    } else {
+        (0..sent, sent)
+    };
+    if range.end - range.start != sent {
+        return Err(invalid_data(format!(
+            "origin {owner} sent {sent} bytes for range {range:?}"
+        )));
+    }
+    let (owner, digest) = (owner.to_owned(), *digest);
+    let body = response
+        .bytes_stream()
+        .map(move |chunk| chunk.map_err(|e| network_error(&owner, &digest, &e)))
+        .boxed();
+    Ok(BlobStream {
+        length,
+        range,
+        body,
+    })
+}
+
+/// Parses `bytes <start>-<end>/<length>`.
+fn parse_content_range(text: &str) -> Option<(std::ops::Range<u64>, u64)> {
+    let rest = text.strip_prefix("bytes ")?;
+    let (span, length) = rest.split_once('/')?;
+    let (start, end) = span.split_once('-')?;
+    let (start, end, length): (u64, u64, u64) =
+        (start.parse().ok()?, end.parse().ok()?, length.parse().ok()?);
+    (start <= end && end < length).then_some((start..end + 1, length))
 }
 
 /// Whether a failure should move the call on to the next owner: the

@@ -46,7 +46,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-pub use client::{OriginClient, OriginClientConfig, Prefetch};
+pub use client::{OriginClient, OriginClientConfig, Prefetch, RemoteCluster};
 pub use cluster::{Cluster, ClusterConfig, HealthConfig, MemberHealth, MemberStatus, Members};
 pub use readthrough::ReadThroughConfig;
 pub use server::{Locations, ORIGIN_LOCATIONS, router};

@@ -18,6 +18,8 @@
 //! | `GET`/`HEAD /namespace/{ns}/blobs/{d}` | 200 (206 for a `Range`); 202 while it is read from the backend; 404 when the backend lacks it; 503 when the backend cannot tell |
 //! | `GET /namespace/{ns}/blobs/{d}/metainfo` | 200 the metainfo; 202, 404, 503 as above |
 //! | `POST /namespace/{ns}/blobs/{d}/prefetch` | 200 held, 202 being read from the backend, 404, 503 |
+//! | `POST /namespace/{ns}/blobs/{d}/mount` | 201 when held: kept under this namespace too (its write-back is queued); 404 when not held (no backend read) |
+//! | `POST /namespace/{ns}/blobs/{d}/remote` | body `{"members": [...]}`: uploads the blob to that other cluster of origins, 200 once committed there; 202, 404, 503 as for a download |
 //! | `DELETE /internal/blobs/{d}` | 204; 409 while its write-back is pending; 404 |
 //! | `PUT /internal/namespace/{ns}/blobs/{d}` | 201: a copy from another owner, written back later as a fallback |
 //!
@@ -31,7 +33,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -47,6 +49,7 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use super::Origin;
+use super::client::{OriginClient, RemoteCluster};
 use super::readthrough::Lookup;
 use crate::blob_http::{blob_headers, blob_response, etag, requested_range};
 use crate::http_error::{error_response, log_failures, status_for};
@@ -95,6 +98,14 @@ pub fn router(origin: Origin) -> Router {
         .route(
             "/namespace/{namespace}/blobs/{digest}/prefetch",
             post(prefetch),
+        )
+        .route(
+            "/namespace/{namespace}/blobs/{digest}/mount",
+            post(mount_blob),
+        )
+        .route(
+            "/namespace/{namespace}/blobs/{digest}/remote",
+            post(copy_to_remote),
         )
         .route(
             "/namespace/{namespace}/blobs/{digest}/uploads",
@@ -414,6 +425,45 @@ async fn start_upload(
     headers.insert(header::LOCATION, upload_location(&namespace, &digest, &id));
     headers.insert(header::RANGE, range_header(0));
     Ok(response)
+}
+
+async fn mount_blob(
+    State(origin): State<Origin>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let (namespace, digest) = parse_blob(path)?;
+    if !is_cached(&origin, &digest).await {
+        return Err(ApiError::Core(Error::NotFound(digest)));
+    }
+    origin
+        .writeback()
+        .enqueue(&namespace, &digest, Duration::ZERO)
+        .await?;
+    Ok(created(&namespace, &digest))
+}
+
+async fn copy_to_remote(
+    State(origin): State<Origin>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (namespace, digest) = parse_blob(path)?;
+    let remote: RemoteCluster = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("body is not {{\"members\": [...]}}: {e}")))?;
+    let span = tracing::info_span!("copy_to_remote", %namespace, %digest);
+    async move {
+        if let Some(wait) = ensure(&origin, &namespace, &digest).await? {
+            return Ok(wait);
+        }
+        let client = OriginClient::new(remote.members, origin.inner.config.client.clone())
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let reader = origin.store().open(&digest).await?;
+        client.upload(&namespace, &digest, reader).await?;
+        tracing::info!("copied to the remote cluster");
+        Ok((StatusCode::OK, "copied\n").into_response())
+    }
+    .instrument(span)
+    .await
 }
 
 fn created(namespace: &Namespace, digest: &Digest) -> Response {
