@@ -4,8 +4,10 @@
 //! It holds the peer [`wire`] protocol and its optional mutual [`tls`], the
 //! torrent [`scheduler`] and its [`Engine`](scheduler::Engine), the
 //! [`tracker`] (service, HTTP server and client, in-memory and Redis
-//! [`PeerStore`](kraken_core::PeerStore)s), and the [`agent`]'s blob HTTP API
-//! and embedding API. The origin cluster is still to come.
+//! [`PeerStore`](kraken_core::PeerStore)s), the [`agent`]'s blob HTTP API
+//! and embedding API, the [`origin`] cluster (uploads, placement, write-back,
+//! read-through, seeding, and the [`OriginClient`](origin::OriginClient)),
+//! and the durable job [`queue`] behind the origin's write-back.
 //!
 //! # Getting a blob through the swarm
 //!
@@ -40,6 +42,7 @@ pub mod agent;
 mod blob_http;
 pub mod http_error;
 pub mod origin;
+pub mod queue;
 pub mod scheduler;
 pub mod tls;
 pub mod tracker;

@@ -50,7 +50,7 @@ pub use client::{OriginClient, OriginClientConfig, Prefetch, RemoteCluster};
 pub use cluster::{Cluster, ClusterConfig, HealthConfig, MemberHealth, MemberStatus, Members};
 pub use readthrough::ReadThroughConfig;
 pub use server::{Locations, ORIGIN_LOCATIONS, router};
-pub use writeback::{WriteBack, WriteBackConfig, WriteBackTask};
+pub use writeback::{WriteBack, WriteBackConfig, WriteBackJob, WriteBackTask};
 
 use crate::scheduler::{Engine, EngineOptions};
 use crate::tracker::{AnnounceRequest, AnnounceResponse, Tracker};
@@ -134,7 +134,7 @@ impl OriginConfig {
     /// A message naming the first bad setting.
     pub fn validate(&self) -> std::result::Result<(), String> {
         self.cluster.validate()?;
-        self.writeback.validate()?;
+        self.writeback.validate("writeback")?;
         self.client.validate()?;
         self.p2p.scheduler.validate().map_err(|e| e.to_string())?;
         if self.read_through.max_fetches == 0 {
