@@ -9,7 +9,10 @@
 //! - [`error`]: the OCI error codes, their statuses and JSON body.
 //! - [`http`]: what every server here shares (API version header, failure
 //!   logging, path escaping).
+//! - [`buildindex`]: the tag service: tags, manifest records, dependency
+//!   checks, write-back to the backend and cross-cluster replication.
 
+pub mod buildindex;
 pub mod error;
 pub mod http;
 pub mod manifest;
