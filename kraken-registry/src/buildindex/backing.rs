@@ -180,7 +180,12 @@ pub(crate) async fn recover_repo(
     store.cache(changes).await?;
     if found || store.knows(repo) {
         store.mark_listed(repo).await?;
-        tracing::info!(repository = %repo, tags = tags.len(), records = records.len(), "repository recovered from the backend");
+        tracing::info!(
+            repository = %repo,
+            tags = tags.len(),
+            records = records.len(),
+            "repository recovered from the backend"
+        );
     }
     Ok(())
 }

@@ -267,7 +267,11 @@ impl BuildIndexClient {
             match self.send_to(addr, method.clone(), path, timeout).await {
                 Ok(answered) => return answered,
                 Err(unreachable) => {
-                    tracing::debug!(build_index = %addr, error = %unreachable, "build-index unreachable");
+                    tracing::debug!(
+                        build_index = %addr,
+                        error = %unreachable,
+                        "build-index unreachable"
+                    );
                     last = Some(unreachable);
                 }
             }

@@ -31,7 +31,7 @@
 //! | `GET` | `/repositories/{repo}/tags/{tag}[?upstream=host]` | 200, the digest as text; 404 |
 //! | `DELETE` | `/repositories/{repo}/tags/{tag}` | 202; 404 |
 //! | `GET` | `/repositories/{repo}/tags[?n=&last=]` | 200, [`TagList`]; 404 `NAME_UNKNOWN` |
-//! | `GET` | `/repositories/{repo}/referrers/{digest}[?artifactType=]` | 200, a list of descriptors |
+//! | `GET` | `/repositories/{repo}/referrers/{digest}[?artifactType=]` | 200, descriptors |
 //! | `GET` | `/repositories[?n=&last=]` | 200, [`Catalog`] |
 //! | `GET` | `/origin` | 200, [`OriginMembers`] |
 //! | `GET` | `/health`, `/readiness` | 200; 503 |

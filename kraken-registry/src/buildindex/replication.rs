@@ -143,7 +143,13 @@ impl ReplicationWorker {
         let tree = self.local_tree(&namespace, &job.digest).await?;
         self.copy_tree(&namespace, &tree, &members).await?;
         self.register(&remote, job, &tree).await?;
-        tracing::info!(repository = %job.repo, tag = %job.tag, digest = %job.digest, remote = %job.remote, "tag replicated");
+        tracing::info!(
+            repository = %job.repo,
+            tag = %job.tag,
+            digest = %job.digest,
+            remote = %job.remote,
+            "tag replicated"
+        );
         Ok("replicated")
     }
 

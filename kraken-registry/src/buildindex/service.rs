@@ -164,17 +164,10 @@ impl BuildIndex {
     ) -> Result<ManifestRecord> {
         let span = tracing::debug_span!("put_manifest", repository = %repo, %digest);
         async move {
-            let max = self.inner.config.max_manifest_size.as_u64();
-            let source = OriginSource::new(self.inner.origins.clone(), repo.namespace(), max);
-            let bytes = source.root(digest).await?;
-            let manifest = Manifest::parse(&bytes, media_type)?;
-            let tree = walk(&source, *digest, &manifest).await?;
-            tree.require_complete()?;
-            let record = ManifestRecord::of(*digest, bytes.len() as u64, &manifest);
-            let children = source.child_records(&manifest, &tree)?;
-            let mut changes: Vec<Change> = children
+            let records = self.check(repo, digest, media_type).await?;
+            let record = records.last().cloned().expect("the root is checked last");
+            let mut changes: Vec<Change> = records
                 .into_iter()
-                .chain([record.clone()])
                 .map(|r| record_change(repo, r))
                 .collect();
             changes.extend(tags.iter().map(|tag| Change::Tag {
@@ -191,6 +184,25 @@ impl BuildIndex {
         }
         .instrument(span)
         .await
+    }
+
+    /// Reads the manifest from the origins and checks its whole tree is
+    /// there; answers the records of its child manifests, then its own.
+    async fn check(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        media_type: Option<&str>,
+    ) -> Result<Vec<ManifestRecord>> {
+        let max = self.inner.config.max_manifest_size.as_u64();
+        let source = OriginSource::new(self.inner.origins.clone(), repo.namespace(), max);
+        let bytes = source.root(digest).await?;
+        let manifest = Manifest::parse(&bytes, media_type)?;
+        let tree = walk(&source, *digest, &manifest).await?;
+        tree.require_complete()?;
+        let mut records = source.child_records(&manifest, &tree)?;
+        records.push(ManifestRecord::of(*digest, bytes.len() as u64, &manifest));
+        Ok(records)
     }
 
     async fn queue_replication(
@@ -381,7 +393,11 @@ impl BuildIndex {
         match recover_repo(self.store(), self.backing(), repo).await {
             Ok(()) => Ok(()),
             Err(e) if self.store().knows(repo) => {
-                tracing::warn!(repository = %repo, error = %e, "backend listing failed; answering from the local tables");
+                tracing::warn!(
+                    repository = %repo,
+                    error = %e,
+                    "backend listing failed; answering from the local tables"
+                );
                 Ok(())
             }
             Err(e) => Err(core_error(&e)),
@@ -441,7 +457,10 @@ impl BuildIndex {
     /// answer.
     pub async fn catalog(&self, page: &Page) -> Result<Catalog> {
         if let Err(e) = recover_catalog(self.store(), self.backing()).await {
-            tracing::warn!(error = %e, "backend catalog listing failed; answering the local catalog");
+            tracing::warn!(
+                error = %e,
+                "backend catalog listing failed; answering the local catalog"
+            );
         }
         let repos = self.store().catalog();
         Ok(Catalog {
