@@ -55,7 +55,7 @@ pub use namespace::{MAX_NAMESPACE_LEN, Namespace, NamespaceError};
 pub use peer::{IdError, InfoHash, PeerId, PeerInfo};
 pub use peer_store::PeerStore;
 pub use piece::{Bitfield, PieceIndex};
-pub use range::{ByteRange, RangeError};
+pub use range::{ByteRange, RangeError, parse_upload_range};
 pub use rendezvous::{Node, Rendezvous};
 pub use scheduler::{BlobStream, Scheduler, SchedulerStats};
 pub use store::{BlobReader, BlobStat, BlobState, BlobStore, UploadId, UploadIdError, read_range};

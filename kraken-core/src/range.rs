@@ -82,6 +82,25 @@ impl ByteRange {
     }
 }
 
+/// Parses the `Content-Range` of an upload chunk: `<start>-<end>`, both
+/// inclusive, as the OCI distribution spec writes it. The `bytes ` unit and
+/// the `/<total>` suffix of the HTTP form are tolerated, as some clients
+/// send them.
+///
+/// # Errors
+///
+/// [`RangeError::Malformed`] for anything else, or when `end < start`.
+pub fn parse_upload_range(value: &str) -> Result<(u64, u64), RangeError> {
+    let text = value.trim();
+    let text = text.strip_prefix("bytes ").unwrap_or(text);
+    let text = text.split_once('/').map_or(text, |(range, _)| range);
+    let (start, end) = text.split_once('-').ok_or(RangeError::Malformed)?;
+    match (number(start)?, number(end)?) {
+        (Some(start), Some(end)) if start <= end => Ok((start, end)),
+        _ => Err(RangeError::Malformed),
+    }
+}
+
 fn number(s: &str) -> Result<Option<u64>, RangeError> {
     let s = s.trim();
     if s.is_empty() {
@@ -96,6 +115,20 @@ fn number(s: &str) -> Result<Option<u64>, RangeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upload_ranges_in_every_spelling_clients_send() {
+        assert_eq!(parse_upload_range("0-99"), Ok((0, 99)));
+        assert_eq!(parse_upload_range("bytes 100-199/1000"), Ok((100, 199)));
+        assert_eq!(parse_upload_range("5-5/*"), Ok((5, 5)));
+        for bad in ["", "abc", "9-3", "-5", "5-", "bytes=0-9", "1-2-3", "+1-2"] {
+            assert_eq!(
+                parse_upload_range(bad),
+                Err(RangeError::Malformed),
+                "{bad:?}"
+            );
+        }
+    }
 
     #[test]
     fn parses_single_ranges() {

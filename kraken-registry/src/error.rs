@@ -55,6 +55,8 @@ pub enum ErrorCode {
     TooManyRequests,
     /// A byte range outside the blob.
     RangeInvalid,
+    /// A page size (`n`) that is not a number.
+    PaginationNumberInvalid,
     /// A component the registry needs is unreachable or busy; retry later.
     Unavailable,
     /// An internal failure.
@@ -80,6 +82,7 @@ impl ErrorCode {
             ErrorCode::Unsupported => "UNSUPPORTED",
             ErrorCode::TooManyRequests => "TOOMANYREQUESTS",
             ErrorCode::RangeInvalid => "RANGE_INVALID",
+            ErrorCode::PaginationNumberInvalid => "PAGINATION_NUMBER_INVALID",
             ErrorCode::Unavailable => "UNAVAILABLE",
             ErrorCode::Unknown => "UNKNOWN",
         }
@@ -97,7 +100,8 @@ impl ErrorCode {
             | ErrorCode::ManifestBlobUnknown
             | ErrorCode::ManifestInvalid
             | ErrorCode::NameInvalid
-            | ErrorCode::SizeInvalid => StatusCode::BAD_REQUEST,
+            | ErrorCode::SizeInvalid
+            | ErrorCode::PaginationNumberInvalid => StatusCode::BAD_REQUEST,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorCode::Denied => StatusCode::FORBIDDEN,
             ErrorCode::Unsupported => StatusCode::METHOD_NOT_ALLOWED,
@@ -137,6 +141,7 @@ pub struct Error {
     status: Option<StatusCode>,
     detail: Option<serde_json::Value>,
     retry_after: Option<u64>,
+    headers: Vec<(&'static str, String)>,
 }
 
 impl Error {
@@ -148,6 +153,7 @@ impl Error {
             status: None,
             detail: None,
             retry_after: None,
+            headers: Vec::new(),
         }
     }
 
@@ -166,6 +172,12 @@ impl Error {
     /// Asks the client to wait `seconds` before retrying.
     pub fn with_retry_after(mut self, seconds: u64) -> Error {
         self.retry_after = Some(seconds);
+        self
+    }
+
+    /// Adds a response header (`Content-Range` of a 416, say).
+    pub fn with_header(mut self, name: &'static str, value: String) -> Error {
+        self.headers.push((name, value));
         self
     }
 
@@ -204,7 +216,11 @@ impl Error {
             E::Namespace(_) => ErrorCode::NameInvalid,
             E::NotFound(digest) => return Error::unknown(subject, digest),
             E::UploadNotFound(_) => ErrorCode::BlobUploadUnknown,
-            E::UploadOffset { .. } | E::RangeNotSatisfiable { .. } => ErrorCode::RangeInvalid,
+            E::RangeNotSatisfiable { length, .. } => {
+                return Error::new(ErrorCode::RangeInvalid, message)
+                    .with_header("content-range", format!("bytes */{length}"));
+            }
+            E::UploadOffset { .. } => ErrorCode::RangeInvalid,
             E::DigestMismatch { .. } => ErrorCode::DigestInvalid,
             E::Backend(e) => {
                 return Error::from_backend(subject, e.kind(), message, e.retry_after());
@@ -310,10 +326,14 @@ impl IntoResponse for Error {
             }],
         };
         let mut response = (self.status(), Json(body)).into_response();
+        let headers = response.headers_mut();
         if let Some(after) = self.retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(after));
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(after));
+        }
+        for (name, value) in &self.headers {
+            if let Ok(value) = HeaderValue::from_str(value) {
+                headers.insert(*name, value);
+            }
         }
         response.extensions_mut().insert(Failure(self.to_string()));
         response

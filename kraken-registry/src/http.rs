@@ -1,12 +1,20 @@
 //! What every HTTP server of this crate shares: the distribution API
-//! version header, one log line per failed request, and the escaping of
-//! repository names in the URLs of build-index.
+//! version header, one log line per failed request, the escaping of
+//! repository names in the URLs of build-index, and a [`Server`] that runs
+//! a router until it is shut down.
 
+use std::io;
+use std::net::SocketAddr;
+
+use axum::Router;
 use axum::extract::Request;
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::error::Failure;
@@ -50,6 +58,77 @@ pub async fn registry_layer(request: Request, next: Next) -> Response {
         }
     }
     response
+}
+
+/// A running HTTP server.
+///
+/// Dropping it stops the server without waiting; [`Server::shutdown`]
+/// stops it and waits for requests in flight (uploads included) to finish.
+#[derive(Debug)]
+pub struct Server {
+    local_addr: SocketAddr,
+    cancel: CancellationToken,
+    task: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl Server {
+    /// Serves `app` on `listener` until shut down; `name` labels its logs
+    /// (`proxy`, `agent_registry`, ...).
+    ///
+    /// # Errors
+    ///
+    /// When the listener has no local address.
+    pub fn serve(listener: TcpListener, app: Router, name: &'static str) -> io::Result<Server> {
+        let local_addr = listener.local_addr()?;
+        let cancel = CancellationToken::new();
+        let stop = cancel.clone().cancelled_owned();
+        let span = tracing::info_span!("http_server", server = name, addr = %local_addr);
+        let task = tokio::spawn(
+            async move {
+                tracing::info!("listening");
+                let served = axum::serve(listener, app)
+                    .with_graceful_shutdown(stop)
+                    .await;
+                if let Err(e) = &served {
+                    tracing::error!(error = %e, "server failed");
+                }
+                served
+            }
+            .instrument(span),
+        );
+        Ok(Server {
+            local_addr,
+            cancel,
+            task: Some(task),
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting connections, lets requests in flight finish, and
+    /// waits for the server to end.
+    ///
+    /// # Errors
+    ///
+    /// When the server had failed while serving.
+    pub async fn shutdown(mut self) -> io::Result<()> {
+        self.cancel.cancel();
+        match self.task.take() {
+            Some(task) => task
+                .await
+                .map_err(|e| io::Error::other(format!("server task ended abnormally: {e}")))?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
 }
 
 #[cfg(test)]

@@ -42,7 +42,7 @@ use axum::routing::{get, post, put};
 use futures::StreamExt;
 use kraken_core::{
     BackendErrorKind, BlobState, BlobStream, ByteRange, Digest, Error, Namespace, UploadId,
-    read_range,
+    parse_upload_range, read_range,
 };
 use percent_encoding::utf8_percent_encode;
 use serde::{Deserialize, Serialize};
@@ -477,23 +477,14 @@ fn created(namespace: &Namespace, digest: &Digest) -> Response {
     response
 }
 
-/// Parses `Content-Range: <start>-<end>` (inclusive), with or without a
-/// `bytes ` unit and a `/<total>` suffix.
+/// The chunk an upload request's `Content-Range` names, if it has one.
 fn content_range(headers: &HeaderMap) -> Result<Option<(u64, u64)>, ApiError> {
     let Some(value) = headers.get(header::CONTENT_RANGE) else {
         return Ok(None);
     };
     let bad = || ApiError::BadRequest(format!("Content-Range {value:?} is not <start>-<end>"));
-    let text = value.to_str().map_err(|_| bad())?.trim();
-    let text = text.strip_prefix("bytes ").unwrap_or(text);
-    let text = text.split_once('/').map_or(text, |(range, _)| range);
-    let (start, end) = text.split_once('-').ok_or_else(bad)?;
-    let start: u64 = start.trim().parse().map_err(|_| bad())?;
-    let end: u64 = end.trim().parse().map_err(|_| bad())?;
-    if end < start {
-        return Err(bad());
-    }
-    Ok(Some((start, end)))
+    let text = value.to_str().map_err(|_| bad())?;
+    parse_upload_range(text).map(Some).map_err(|_| bad())
 }
 
 /// Appends a request body to an upload from `offset`; returns the new size.
@@ -704,24 +695,14 @@ async fn delete_blob(
 mod tests {
     use super::*;
 
-    fn with_range(value: &str) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::CONTENT_RANGE, HeaderValue::from_str(value).unwrap());
-        headers
-    }
-
     #[test]
-    fn content_ranges_in_every_spelling_clients_send() {
-        assert_eq!(content_range(&HeaderMap::new()).unwrap(), None);
-        assert_eq!(content_range(&with_range("0-99")).unwrap(), Some((0, 99)));
-        assert_eq!(
-            content_range(&with_range("bytes 100-199/1000")).unwrap(),
-            Some((100, 199))
-        );
-        assert_eq!(content_range(&with_range("5-5/*")).unwrap(), Some((5, 5)));
-        for bad in ["", "abc", "9-3", "-5", "5-", "bytes=0-9"] {
-            assert!(content_range(&with_range(bad)).is_err(), "{bad:?} accepted");
-        }
+    fn a_content_range_must_parse() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(content_range(&headers).unwrap(), None);
+        headers.insert(header::CONTENT_RANGE, HeaderValue::from_static("0-9"));
+        assert_eq!(content_range(&headers).unwrap(), Some((0, 9)));
+        headers.insert(header::CONTENT_RANGE, HeaderValue::from_static("bytes=0-9"));
+        assert!(content_range(&headers).is_err());
     }
 
     #[test]

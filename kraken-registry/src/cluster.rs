@@ -1,0 +1,468 @@
+//! A whole cluster in one process: origins, a tracker, build-index, the
+//! proxy and agents, wired as they are in production but on one host.
+//!
+//! This is the one place the components are assembled. `kraken
+//! devcluster`, the integration tests and the examples all start their
+//! clusters here, so the wiring exists once. Each component talks to the
+//! others over real HTTP and P2P sockets on [`ClusterOptions::host`]; only
+//! the processes are shared.
+//!
+//! [`Ports::Fixed`] puts every component on the documented local ports
+//! (proxy 15000, origin `i` at 15002 + 100 i with P2P at 15001 + 100 i,
+//! tracker 15003, build-index 15004, agent `i` registry at 16000 + 1000 i,
+//! P2P and blob API on the next two ports); [`Ports::Ephemeral`] lets the
+//! system pick, for tests that run side by side.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytesize::ByteSize;
+use kraken_core::Backend;
+use kraken_core::disk::{DiskStore, DiskStoreOptions};
+use kraken_p2p::agent::Agent;
+use kraken_p2p::origin::{
+    ClusterConfig, Members, Origin, OriginClient, OriginClientConfig, OriginConfig, OriginServer,
+};
+use kraken_p2p::scheduler::{EngineOptions, SchedulerConfig};
+use kraken_p2p::tracker::{
+    HttpTracker, HttpTrackerConfig, MemoryPeerStore, TrackerConfig, TrackerServer, TrackerService,
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::SwarmBlobs;
+use crate::api::{Registry, RegistryConfig};
+use crate::buildindex::{BuildIndex, BuildIndexClient, BuildIndexConfig, BuildIndexServer};
+use crate::http::Server;
+use crate::proxy::{OriginBlobs, UploadConfig, Writer};
+
+/// Where the components listen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ports {
+    /// The documented local ports (see the module docs).
+    Fixed,
+    /// Ports the system picks.
+    Ephemeral,
+}
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// Every component's state lives below it (`origin-0/`, `agent-1/`, ...).
+    pub data_dir: PathBuf,
+    /// The address every component binds.
+    pub host: IpAddr,
+    /// Origins to start.
+    pub origins: usize,
+    /// Agents to start.
+    pub agents: usize,
+    /// Owners of each blob, at most `origins`.
+    pub replicas: usize,
+    /// Where the components listen.
+    pub ports: Ports,
+    /// The P2P scheduler settings of origins and agents.
+    pub scheduler: SchedulerConfig,
+    /// The disk each origin and agent store may use.
+    pub store_capacity: ByteSize,
+}
+
+impl ClusterOptions {
+    /// One origin and two agents on the fixed local ports under `data_dir`.
+    pub fn local(data_dir: impl Into<PathBuf>) -> ClusterOptions {
+        ClusterOptions {
+            data_dir: data_dir.into(),
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            origins: 1,
+            agents: 2,
+            replicas: 3,
+            ports: Ports::Fixed,
+            scheduler: SchedulerConfig::default(),
+            store_capacity: ByteSize::gib(16),
+        }
+    }
+
+    fn port(&self, fixed: u16) -> u16 {
+        match self.ports {
+            Ports::Fixed => fixed,
+            Ports::Ephemeral => 0,
+        }
+    }
+
+    fn addr(&self, fixed: u16) -> SocketAddr {
+        SocketAddr::new(self.host, self.port(fixed))
+    }
+
+    fn origin_http(&self, i: usize) -> SocketAddr {
+        self.addr(15002 + 100 * offset(i))
+    }
+
+    fn origin_p2p(&self, i: usize) -> SocketAddr {
+        self.addr(15001 + 100 * offset(i))
+    }
+
+    fn agent_port(&self, i: usize, which: u16) -> SocketAddr {
+        self.addr(16000 + 1000 * offset(i) + which)
+    }
+}
+
+/// `i` as a port offset; option checks keep it small.
+fn offset(i: usize) -> u16 {
+    u16::try_from(i).unwrap_or(u16::MAX)
+}
+
+/// Why a cluster did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The options make no cluster.
+    #[error("invalid cluster options: {0}")]
+    Options(String),
+    /// A component did not start; the message names it.
+    #[error("{component} did not start: {source}")]
+    Start {
+        /// The component.
+        component: String,
+        /// What failed.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+fn failed<E>(component: impl Into<String>) -> impl FnOnce(E) -> ClusterError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let component = component.into();
+    move |e| ClusterError::Start {
+        component,
+        source: Box::new(e),
+    }
+}
+
+/// A running origin.
+#[derive(Debug)]
+pub struct OriginNode {
+    /// The origin.
+    pub origin: Origin,
+    server: OriginServer,
+}
+
+/// A running agent: its P2P engine and blob API, and its registry.
+#[derive(Debug)]
+pub struct AgentNode {
+    /// The agent (engine and blob API).
+    pub agent: Agent,
+    registry: Server,
+}
+
+impl AgentNode {
+    /// The address of the agent's read-only registry.
+    pub fn registry_addr(&self) -> SocketAddr {
+        self.registry.local_addr()
+    }
+
+    /// The address of the agent's generic blob API.
+    pub fn api_addr(&self) -> SocketAddr {
+        self.agent
+            .http_addr()
+            .expect("cluster agents serve their blob API")
+    }
+
+    /// The agent's P2P address.
+    pub fn p2p_addr(&self) -> SocketAddr {
+        self.agent.engine().local_peer().addr
+    }
+}
+
+/// A running cluster; [`Cluster::shutdown`] stops it.
+#[derive(Debug)]
+pub struct Cluster {
+    origins: Vec<OriginNode>,
+    tracker: TrackerServer,
+    build_index: (BuildIndex, BuildIndexServer),
+    proxy: Server,
+    agents: Vec<AgentNode>,
+    cancel: CancellationToken,
+}
+
+impl Cluster {
+    /// Starts every component over `backend`, the cluster's source of
+    /// truth for blobs and tags.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::Options`] for options that make no cluster;
+    /// [`ClusterError::Start`] naming the component that failed (a port in
+    /// use, a data directory another process holds).
+    pub async fn start(
+        options: ClusterOptions,
+        backend: Arc<dyn Backend>,
+    ) -> Result<Cluster, ClusterError> {
+        check(&options)?;
+        let cancel = CancellationToken::new();
+        let origins = start_origins(&options, &backend).await?;
+        let members: Vec<String> = origins.iter().map(|o| o.origin.addr().to_owned()).collect();
+        let client = OriginClient::new(members, OriginClientConfig::default())
+            .map_err(failed("origin client"))?;
+        let tracker = start_tracker(&options, client.clone(), &cancel).await?;
+        let build_index = start_build_index(&options, &backend, client.clone()).await?;
+        let index_addr = build_index.1.local_addr().to_string();
+        let proxy = start_proxy(&options, client, &index_addr).await?;
+        let mut agents = Vec::with_capacity(options.agents);
+        for i in 0..options.agents {
+            let push_to = proxy.local_addr().to_string();
+            agents.push(start_agent(&options, i, &tracker.url(), &index_addr, push_to).await?);
+        }
+        Ok(Cluster {
+            origins,
+            tracker,
+            build_index,
+            proxy,
+            agents,
+            cancel,
+        })
+    }
+
+    /// The proxy's address: push here.
+    pub fn proxy_addr(&self) -> SocketAddr {
+        self.proxy.local_addr()
+    }
+
+    /// The tracker's address.
+    pub fn tracker_addr(&self) -> SocketAddr {
+        self.tracker.local_addr()
+    }
+
+    /// Build-index's address.
+    pub fn build_index_addr(&self) -> SocketAddr {
+        self.build_index.1.local_addr()
+    }
+
+    /// The running origins.
+    pub fn origins(&self) -> &[OriginNode] {
+        &self.origins
+    }
+
+    /// The running agents.
+    pub fn agents(&self) -> &[AgentNode] {
+        &self.agents
+    }
+
+    /// A client of the origins, as the proxy has.
+    ///
+    /// # Errors
+    ///
+    /// Never for a started cluster; the type is the client's.
+    pub fn origin_client(&self) -> kraken_core::Result<OriginClient> {
+        let members: Vec<String> = self
+            .origins
+            .iter()
+            .map(|o| o.origin.addr().to_owned())
+            .collect();
+        OriginClient::new(members, OriginClientConfig::default())
+    }
+
+    /// What runs where, one line per listener, for people.
+    pub fn describe(&self) -> Vec<(String, SocketAddr)> {
+        let mut lines = vec![("proxy (push here)".to_owned(), self.proxy_addr())];
+        for (i, o) in self.origins.iter().enumerate() {
+            lines.push((format!("origin {i} http"), o.server.local_addr()));
+            lines.push((format!("origin {i} p2p"), o.origin.peer().addr));
+        }
+        lines.push(("tracker".to_owned(), self.tracker_addr()));
+        lines.push(("build-index".to_owned(), self.build_index_addr()));
+        for (i, a) in self.agents.iter().enumerate() {
+            lines.push((format!("agent {i} registry (pull here)"), a.registry_addr()));
+            lines.push((format!("agent {i} p2p"), a.p2p_addr()));
+            lines.push((format!("agent {i} blob api"), a.api_addr()));
+        }
+        lines
+    }
+
+    /// Stops every component, front to back: agents and proxy first, the
+    /// origins last so their write-backs in flight finish.
+    pub async fn shutdown(self) {
+        for node in self.agents {
+            let _ = node.registry.shutdown().await;
+            node.agent.shutdown().await;
+        }
+        let _ = self.proxy.shutdown().await;
+        let (build_index, server) = self.build_index;
+        let _ = server.shutdown().await;
+        build_index.shutdown().await;
+        let _ = self.tracker.shutdown().await;
+        for node in self.origins {
+            let _ = node.server.shutdown().await;
+            node.origin.shutdown().await;
+        }
+        self.cancel.cancel();
+    }
+}
+
+fn check(options: &ClusterOptions) -> Result<(), ClusterError> {
+    let invalid = |m: &str| Err(ClusterError::Options(m.to_owned()));
+    if options.origins == 0 {
+        return invalid("at least one origin is needed");
+    }
+    if options.origins > 9 || options.agents > 9 {
+        return invalid("at most 9 origins and 9 agents fit the local port plan");
+    }
+    if options.replicas == 0 {
+        return invalid("replicas must be at least 1");
+    }
+    Ok(())
+}
+
+async fn bind(addr: SocketAddr, component: &str) -> Result<TcpListener, ClusterError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| failed(format!("{component} on {addr}"))(e))
+}
+
+fn store_options(options: &ClusterOptions, name: &str) -> DiskStoreOptions {
+    DiskStoreOptions {
+        capacity: options.store_capacity,
+        ..DiskStoreOptions::new(options.data_dir.join(name).join("store"))
+    }
+}
+
+async fn open_store(options: &ClusterOptions, name: &str) -> Result<Arc<DiskStore>, ClusterError> {
+    let store = DiskStore::open(store_options(options, name))
+        .await
+        .map_err(failed(format!("{name} store")))?;
+    Ok(Arc::new(store))
+}
+
+async fn start_origins(
+    options: &ClusterOptions,
+    backend: &Arc<dyn Backend>,
+) -> Result<Vec<OriginNode>, ClusterError> {
+    // Every origin must know every member before the first starts, so the
+    // HTTP listeners are bound first and their addresses collected.
+    let mut listeners = Vec::with_capacity(options.origins);
+    for i in 0..options.origins {
+        listeners.push(bind(options.origin_http(i), &format!("origin {i}")).await?);
+    }
+    let addrs: Vec<String> = listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.to_string()))
+        .collect::<io::Result<_>>()
+        .map_err(failed("origin listeners"))?;
+    let mut nodes = Vec::with_capacity(options.origins);
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let name = format!("origin-{i}");
+        let config = OriginConfig {
+            cluster: ClusterConfig {
+                members: Members::Static(addrs.clone()),
+                replicas: options.replicas.min(options.origins),
+                ..ClusterConfig::default()
+            },
+            p2p: EngineOptions {
+                listen: options.origin_p2p(i),
+                scheduler: options.scheduler.clone(),
+                ..EngineOptions::default()
+            },
+            ..OriginConfig::single(
+                addrs[i].clone(),
+                options.data_dir.join(&name).join("queue.redb"),
+            )
+        };
+        let store = open_store(options, &name).await?;
+        let origin = Origin::start(config, store, backend.clone())
+            .await
+            .map_err(failed(format!("origin {i}")))?;
+        let server =
+            OriginServer::serve(listener, origin.clone()).map_err(failed(format!("origin {i}")))?;
+        nodes.push(OriginNode { origin, server });
+    }
+    Ok(nodes)
+}
+
+async fn start_tracker(
+    options: &ClusterOptions,
+    origins: OriginClient,
+    cancel: &CancellationToken,
+) -> Result<TrackerServer, ClusterError> {
+    let config = TrackerConfig::default();
+    let peers = Arc::new(MemoryPeerStore::new(config.peer_ttl));
+    let service = Arc::new(TrackerService::new(config, peers, Arc::new(origins)));
+    TrackerServer::bind(options.addr(15003), service, cancel)
+        .await
+        .map_err(failed("tracker"))
+}
+
+async fn start_build_index(
+    options: &ClusterOptions,
+    backend: &Arc<dyn Backend>,
+    origins: OriginClient,
+) -> Result<(BuildIndex, BuildIndexServer), ClusterError> {
+    let config = BuildIndexConfig::new(options.data_dir.join("build-index").join("index.redb"));
+    let build_index = BuildIndex::start(config, backend.clone(), origins)
+        .await
+        .map_err(failed("build-index"))?;
+    let listener = bind(options.addr(15004), "build-index").await?;
+    let server =
+        BuildIndexServer::serve(listener, build_index.clone()).map_err(failed("build-index"))?;
+    Ok((build_index, server))
+}
+
+fn index_client(addr: &str) -> Result<Arc<BuildIndexClient>, ClusterError> {
+    BuildIndexClient::new([addr.to_owned()], Default::default())
+        .map(Arc::new)
+        .map_err(failed("build-index client"))
+}
+
+async fn start_proxy(
+    options: &ClusterOptions,
+    origins: OriginClient,
+    index_addr: &str,
+) -> Result<Server, ClusterError> {
+    let scratch = open_store(options, "proxy").await?;
+    let writer = Writer::new(scratch, origins.clone(), UploadConfig::default());
+    let registry = Registry::read_write(
+        Arc::new(OriginBlobs(origins.clone())),
+        index_client(index_addr)?,
+        writer,
+        RegistryConfig::default(),
+    );
+    let listener = bind(options.addr(15000), "proxy").await?;
+    Server::serve(listener, crate::proxy::router(registry, origins), "proxy")
+        .map_err(failed("proxy"))
+}
+
+async fn start_agent(
+    options: &ClusterOptions,
+    i: usize,
+    tracker_url: &str,
+    index_addr: &str,
+    push_to: String,
+) -> Result<AgentNode, ClusterError> {
+    let name = format!("agent-{i}");
+    let store = open_store(options, &name).await?;
+    let tracker = HttpTracker::new([tracker_url], HttpTrackerConfig::default())
+        .map_err(failed(format!("agent {i} tracker client")))?;
+    let engine = EngineOptions {
+        listen: options.agent_port(i, 1),
+        scheduler: options.scheduler.clone(),
+        ..EngineOptions::default()
+    };
+    let agent = Agent::builder(store.clone(), Arc::new(tracker))
+        .engine_options(engine)
+        .http(options.agent_port(i, 2))
+        .build()
+        .await
+        .map_err(failed(format!("agent {i}")))?;
+    let registry = Registry::read_only(
+        Arc::new(SwarmBlobs::new(agent.scheduler(), store)),
+        index_client(index_addr)?,
+        RegistryConfig {
+            push_to: Some(push_to),
+            ..RegistryConfig::default()
+        },
+    );
+    let listener = bind(options.agent_port(i, 0), &format!("agent {i} registry")).await?;
+    let registry = Server::serve(listener, crate::api::router(registry), "agent_registry")
+        .map_err(failed(format!("agent {i} registry")))?;
+    Ok(AgentNode { agent, registry })
+}
