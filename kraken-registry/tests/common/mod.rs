@@ -15,6 +15,8 @@ use reqwest::{Method, StatusCode};
 
 pub struct TestCluster {
     pub cluster: Cluster,
+    /// The backend behind the fault switch.
+    pub backend: Arc<FsBackend>,
     pub faults: Faults,
     pub http: reqwest::Client,
     pub dir: tempfile::TempDir,
@@ -28,12 +30,14 @@ impl TestCluster {
 
     pub async fn with(origins: usize, agents: usize) -> TestCluster {
         let dir = tempfile::tempdir().unwrap();
-        let fs = FsBackend::open(FsBackendOptions {
-            root: dir.path().join("backend"),
-        })
-        .await
-        .unwrap();
-        let (backend, faults) = FaultyBackend::wrap(Arc::new(fs));
+        let fs = Arc::new(
+            FsBackend::open(FsBackendOptions {
+                root: dir.path().join("backend"),
+            })
+            .await
+            .unwrap(),
+        );
+        let (backend, faults) = FaultyBackend::wrap(fs.clone());
         let options = ClusterOptions {
             origins,
             agents,
@@ -44,6 +48,7 @@ impl TestCluster {
         let cluster = Cluster::start(options, backend).await.unwrap();
         TestCluster {
             cluster,
+            backend: fs,
             faults,
             http: reqwest::Client::builder().no_proxy().build().unwrap(),
             dir,
