@@ -272,6 +272,10 @@ struct Inner<J> {
     tasks: Mutex<BTreeMap<String, Task<J>>>,
     /// Keys being attempted now.
     running: Mutex<HashSet<String>>,
+    /// Held while a task is read, written to the table and put back in
+    /// memory (push, finish, retry), so a job queued while an attempt
+    /// finishes is neither removed with it nor overwritten by it.
+    edits: tokio::sync::Mutex<()>,
     wake: Notify,
 }
 
@@ -308,6 +312,7 @@ impl<J: Job> DurableQueue<J> {
                 table,
                 tasks: Mutex::new(tasks),
                 running: Mutex::new(HashSet::new()),
+                edits: tokio::sync::Mutex::new(()),
                 wake: Notify::new(),
             }),
         })
@@ -342,6 +347,7 @@ impl<J: Job> DurableQueue<J> {
         let now = now_millis();
         let not_before = now.saturating_add(millis(delay));
         let key = job.key();
+        let _editing = self.inner.edits.lock().await;
         let task = match self.tasks().get(&key) {
             Some(existing) => Task {
                 job,
@@ -492,6 +498,7 @@ impl<J: Job> DurableQueue<J> {
             last_error: Some(error.to_string()),
             ..task
         };
+        let _editing = self.inner.edits.lock().await;
         // A job queued again while it ran is new work: it keeps its
         // content and due time, and only learns of the failure.
         let recorded = {
@@ -516,19 +523,22 @@ impl<J: Job> DurableQueue<J> {
 
     /// Removes a finished job, unless it was queued again while it ran.
     async fn finish(&self, worker: &dyn Worker<J>, key: &str, task: &Task<J>) {
-        let requeued = self
-            .tasks()
-            .get(key)
-            .is_some_and(|t| t.queued != task.queued);
-        if requeued {
-            return;
+        {
+            let _editing = self.inner.edits.lock().await;
+            let requeued = self
+                .tasks()
+                .get(key)
+                .is_some_and(|t| t.queued != task.queued);
+            if requeued {
+                return;
+            }
+            if let Err(e) = self.inner.db.remove(self.inner.table, key.to_owned()).await {
+                // The row comes back after a restart; the job then runs
+                // again, which every worker here tolerates.
+                tracing::error!(error = %e, "cannot remove a finished job");
+            }
+            self.tasks().remove(key);
         }
-        if let Err(e) = self.inner.db.remove(self.inner.table, key.to_owned()).await {
-            // The row comes back after a restart; the job then runs again,
-            // which every worker here tolerates.
-            tracing::error!(error = %e, "cannot remove a finished job");
-        }
-        self.tasks().remove(key);
         worker.finished(&task.job).await;
     }
 
@@ -726,6 +736,56 @@ mod tests {
         );
         db.remove("plain", "k".into()).await.unwrap();
         assert!(db.rows("plain").await.unwrap().is_empty());
+    }
+
+    /// Records the last body run per key, and takes a moment, so pushes
+    /// land while attempts finish.
+    #[derive(Default)]
+    struct Last {
+        ran: Mutex<BTreeMap<String, u32>>,
+    }
+
+    #[async_trait]
+    impl Worker<Note> for Last {
+        async fn run(&self, job: &Note) -> Result<Outcome> {
+            tokio::task::yield_now().await;
+            self.ran.lock().unwrap().insert(job.name.clone(), job.body);
+            Ok(Outcome::Done("ran"))
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_queued_while_an_attempt_finishes_is_never_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.redb");
+        let db = Database::open(&path).await.unwrap();
+        let queue = DurableQueue::<Note>::open(&db, "notes", fast())
+            .await
+            .unwrap();
+        let worker = Arc::new(Last::default());
+        let stop = CancellationToken::new();
+        let task = queue.start(worker.clone(), stop.clone());
+        let rounds = 300;
+        for body in 0..rounds {
+            queue.push(note("a", body), Duration::ZERO).await.unwrap();
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while worker.ran.lock().unwrap().get("a") != Some(&(rounds - 1)) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the last job was lost; ran {:?}, pending {:?}",
+                worker.ran.lock().unwrap(),
+                queue.pending()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        stop.cancel();
+        task.await.unwrap();
+        assert!(queue.is_empty());
+        let reopened = DurableQueue::<Note>::open(&db, "notes", fast())
+            .await
+            .unwrap();
+        assert!(reopened.is_empty(), "memory and table agree");
     }
 
     #[test]
