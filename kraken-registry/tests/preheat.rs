@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::{TestCluster, blob};
 use futures::StreamExt;
-use kraken_core::{Backend, BlobStore, Digest, Namespace};
+use kraken_core::{Backend, Digest, Namespace};
 use kraken_registry::manifest::media_type;
 use reqwest::StatusCode;
 
