@@ -39,6 +39,13 @@
 //! A put takes an optional `media_type`, the `Content-Type` the manifest
 //! was pushed with, for manifests whose bytes name no media type.
 //!
+//! `?upstream=` is the `ns` of a containerd mirror request (`docker.io`,
+//! `registry.example.com:5000`). It matters only when neither build-index
+//! nor its backend has the tag: then the backend is asked under the
+//! namespace `<upstream with ':' as '_'>/<repo>` (where a pull-through
+//! `registry` backend is routed), for the same object name `<repo>:<tag>`.
+//! That answer is not kept, as upstream tags move.
+//!
 //! # Storage
 //!
 //! Tags, records, the catalog and both queues live in one database file

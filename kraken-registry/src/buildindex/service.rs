@@ -87,14 +87,7 @@ impl BuildIndex {
             |m: String| Error::new(ErrorCode::Unknown, format!("build-index config: {m}"));
         config.validate().map_err(invalid)?;
         let rules = Rules::compile(&config.replication).map_err(invalid)?;
-        let db = Database::open(&config.database_path)
-            .await
-            .map_err(|e| core_error(&e))?;
-        let store = Store::open(&db, config.writeback.clone()).await;
-        let store = Arc::new(store.map_err(|e| core_error(&e))?);
-        let replication = DurableQueue::open(&db, REPLICATION, config.replication.queue.clone())
-            .await
-            .map_err(|e| core_error(&e))?;
+        let (store, replication) = open_tables(&config).await.map_err(|e| core_error(&e))?;
         let backing = Backing::new(backend, config.catalog_namespace.clone());
         let shutdown = CancellationToken::new();
         let writer = Arc::new(WriteBackWorker {
@@ -120,17 +113,18 @@ impl BuildIndex {
             pending_replications = replication.len(),
             "build-index started"
         );
+        let inner = Inner {
+            config,
+            store,
+            backing,
+            origins,
+            rules,
+            replication,
+            shutdown,
+            tasks: Mutex::new(tasks),
+        };
         Ok(BuildIndex {
-            inner: Arc::new(Inner {
-                config,
-                store,
-                backing,
-                origins,
-                rules,
-                replication,
-                shutdown,
-                tasks: Mutex::new(tasks),
-            }),
+            inner: Arc::new(inner),
         })
     }
 
@@ -516,6 +510,18 @@ impl BuildIndex {
         }
         tracing::info!("build-index stopped");
     }
+}
+
+/// Opens the database: the local tables with the write-back queue, and
+/// the replication queue.
+async fn open_tables(
+    config: &BuildIndexConfig,
+) -> kraken_core::Result<(Arc<Store>, DurableQueue<ReplicationJob>)> {
+    let db = Database::open(&config.database_path).await?;
+    let store = Store::open(&db, config.writeback.clone()).await?;
+    let queue = config.replication.queue.clone();
+    let replication = DurableQueue::open(&db, REPLICATION, queue).await?;
+    Ok((Arc::new(store), replication))
 }
 
 fn record_change(repo: &RepoName, record: ManifestRecord) -> Change {
