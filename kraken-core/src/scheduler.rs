@@ -46,6 +46,10 @@ pub struct SchedulerStats {
     pub connections: u64,
     /// Piece bytes received and verified since start.
     pub bytes_in: u64,
+    /// The part of `bytes_in` that origins sent; the rest came from other
+    /// agents, which is what the swarm saves the origins.
+    #[serde(default)]
+    pub bytes_in_from_origins: u64,
     /// Piece bytes sent since start.
     pub bytes_out: u64,
 }

@@ -41,6 +41,7 @@
 pub mod agent;
 mod blob_http;
 pub mod http_error;
+pub mod metrics;
 pub mod origin;
 pub mod queue;
 pub mod scheduler;

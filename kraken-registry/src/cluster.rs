@@ -22,6 +22,7 @@ use bytesize::ByteSize;
 use kraken_core::Backend;
 use kraken_core::disk::{DiskStore, DiskStoreOptions};
 use kraken_p2p::agent::Agent;
+use kraken_p2p::metrics::Metrics;
 use kraken_p2p::origin::{
     ClusterConfig, Members, Origin, OriginClient, OriginClientConfig, OriginConfig, OriginServer,
 };
@@ -427,8 +428,8 @@ async fn start_proxy(
         RegistryConfig::default(),
     );
     let listener = bind(options.addr(15000), "proxy").await?;
-    Server::serve(listener, crate::proxy::router(registry, origins), "proxy")
-        .map_err(failed("proxy"))
+    let app = crate::proxy::router(registry, origins);
+    Server::serve(listener, app, "proxy", Metrics::new("proxy")).map_err(failed("proxy"))
 }
 
 async fn start_agent(
@@ -462,7 +463,9 @@ async fn start_agent(
         },
     );
     let listener = bind(options.agent_port(i, 0), &format!("agent {i} registry")).await?;
-    let registry = Server::serve(listener, crate::api::router(registry), "agent_registry")
+    let metrics = agent.metrics().clone();
+    let app = crate::api::router(registry);
+    let registry = Server::serve(listener, app, "agent_registry", metrics)
         .map_err(failed(format!("agent {i} registry")))?;
     Ok(AgentNode { agent, registry })
 }

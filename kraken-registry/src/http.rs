@@ -11,6 +11,7 @@ use axum::extract::Request;
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
+use kraken_p2p::metrics::{Metrics, instrument};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -72,13 +73,20 @@ pub struct Server {
 }
 
 impl Server {
-    /// Serves `app` on `listener` until shut down; `name` labels its logs
-    /// (`proxy`, `agent_registry`, ...).
+    /// Serves `app` on `listener` until shut down, with `GET /metrics` and
+    /// every request counted in `metrics`; `name` labels its logs (`proxy`,
+    /// `agent_registry`, ...).
     ///
     /// # Errors
     ///
     /// When the listener has no local address.
-    pub fn serve(listener: TcpListener, app: Router, name: &'static str) -> io::Result<Server> {
+    pub fn serve(
+        listener: TcpListener,
+        app: Router,
+        name: &'static str,
+        metrics: Metrics,
+    ) -> io::Result<Server> {
+        let app = instrument(app, metrics);
         let local_addr = listener.local_addr()?;
         let cancel = CancellationToken::new();
         let stop = cancel.clone().cancelled_owned();

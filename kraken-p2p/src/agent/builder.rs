@@ -19,6 +19,7 @@ use kraken_core::{
 };
 
 use super::router;
+use crate::metrics::{Metrics, instrument};
 use crate::scheduler::{Engine, EngineOptions};
 use crate::tracker::Tracker;
 
@@ -63,20 +64,25 @@ impl AgentBuilder {
             ..self.engine
         };
         let engine = Engine::start(options, self.store.clone(), self.tracker).await?;
+        let metrics = Metrics::new("agent");
+        metrics.scheduler(Arc::new(engine.clone()));
         let http = match self.http {
-            Some(addr) => match HttpServer::start(addr, Arc::new(engine.clone())).await {
-                Ok(server) => Some(server),
-                Err(e) => {
-                    engine.shutdown();
-                    return Err(e);
+            Some(addr) => {
+                match HttpServer::start(addr, Arc::new(engine.clone()), metrics.clone()).await {
+                    Ok(server) => Some(server),
+                    Err(e) => {
+                        engine.shutdown();
+                        return Err(e);
+                    }
                 }
-            },
+            }
             None => None,
         };
         Ok(Agent {
             engine,
             store: self.store,
             http,
+            metrics,
         })
     }
 }
@@ -91,6 +97,7 @@ pub struct Agent {
     engine: Engine,
     store: Arc<dyn BlobStore>,
     http: Option<HttpServer>,
+    metrics: Metrics,
 }
 
 impl Agent {
@@ -151,6 +158,12 @@ impl Agent {
         &self.engine
     }
 
+    /// Returns the agent's metrics (swarm figures, and the requests of its
+    /// HTTP API), for a host that serves other routes beside them.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// Returns the address the HTTP API listens on, when it was enabled.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http.as_ref().map(|h| h.addr)
@@ -185,12 +198,17 @@ struct HttpServer {
 }
 
 impl HttpServer {
-    async fn start(addr: SocketAddr, scheduler: Arc<dyn Scheduler>) -> Result<Self> {
+    async fn start(
+        addr: SocketAddr,
+        scheduler: Arc<dyn Scheduler>,
+        metrics: Metrics,
+    ) -> Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let token = CancellationToken::new();
-        let serve = axum::serve(listener, router(scheduler))
-            .with_graceful_shutdown(token.clone().cancelled_owned());
+        let app = instrument(router(scheduler), metrics);
+        let serve =
+            axum::serve(listener, app).with_graceful_shutdown(token.clone().cancelled_owned());
         let task = tokio::spawn(async move {
             if let Err(error) = serve.await {
                 tracing::error!(%error, "agent http server failed");

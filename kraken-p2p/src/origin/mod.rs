@@ -52,6 +52,7 @@ pub use readthrough::ReadThroughConfig;
 pub use server::{Locations, ORIGIN_LOCATIONS, router};
 pub use writeback::{WriteBack, WriteBackConfig, WriteBackJob, WriteBackTask};
 
+use crate::metrics::{Metrics, instrument};
 use crate::scheduler::{Engine, EngineOptions};
 use crate::tracker::{AnnounceRequest, AnnounceResponse, Tracker};
 use readthrough::{FetchOnMiss, ReadThrough};
@@ -169,6 +170,7 @@ pub(crate) struct OriginInner {
     read_through: Arc<ReadThrough>,
     engine: Engine,
     client: OriginClient,
+    metrics: Metrics,
     shutdown: CancellationToken,
     writeback_task: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
@@ -233,6 +235,7 @@ impl Origin {
         )
         .await?;
         let task = writeback.start(shutdown.child_token());
+        let metrics = origin_metrics(&writeback, &read_through, &engine);
         tracing::info!(
             addr = %config.addr,
             p2p = %engine.local_peer().addr,
@@ -249,6 +252,7 @@ impl Origin {
                 read_through,
                 engine,
                 client,
+                metrics,
                 shutdown,
                 writeback_task: std::sync::Mutex::new(Some(task)),
             }),
@@ -278,6 +282,11 @@ impl Origin {
     /// The store this origin serves from.
     pub fn store(&self) -> &Arc<dyn BlobStore> {
         &self.inner.store
+    }
+
+    /// The origin's metrics: requests, write-back queue, read-through, swarm.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 
     /// Backend downloads this origin has started, for tests and metrics.
@@ -313,6 +322,34 @@ impl Drop for OriginInner {
         self.shutdown.cancel();
         self.engine.shutdown();
     }
+}
+
+fn origin_metrics(
+    writeback: &WriteBack,
+    read_through: &Arc<ReadThrough>,
+    engine: &Engine,
+) -> Metrics {
+    let metrics = Metrics::new("origin");
+    let queue = writeback.clone();
+    metrics.gauge(
+        "writeback_pending",
+        "Blobs waiting to be written back to the backend",
+        move || i64::try_from(queue.len()).unwrap_or(i64::MAX),
+    );
+    let rt = read_through.clone();
+    metrics.gauge(
+        "read_through_in_flight",
+        "Blobs being read from the backend now",
+        move || i64::try_from(rt.in_flight()).unwrap_or(i64::MAX),
+    );
+    let rt = read_through.clone();
+    metrics.counter(
+        "read_through_fetches",
+        "Backend downloads started for blobs the origin lacked",
+        move || rt.fetches(),
+    );
+    metrics.scheduler(Arc::new(engine.clone()));
+    metrics
 }
 
 /// The tracker of an origin's engine. An origin never dials out or
@@ -353,7 +390,8 @@ impl OriginServer {
         let local_addr = listener.local_addr()?;
         let cancel = CancellationToken::new();
         let stop = cancel.clone().cancelled_owned();
-        let app = router(origin);
+        let metrics = origin.metrics().clone();
+        let app = instrument(router(origin), metrics);
         let span = tracing::info_span!("origin_http", addr = %local_addr);
         let task = tokio::spawn(
             async move {

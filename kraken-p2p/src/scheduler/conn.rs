@@ -53,6 +53,9 @@ pub(crate) struct ConnContext {
     pub(crate) digest: Digest,
     pub(crate) piece_length: u32,
     pub(crate) peer: PeerId,
+    /// Whether the peer is an origin (only known for peers we dialled;
+    /// origins never dial).
+    pub(crate) origin: bool,
     pub(crate) events: mpsc::Sender<Event>,
     /// Cancelled when the session drops the peer or ends.
     pub(crate) cancel: CancellationToken,
@@ -151,6 +154,10 @@ async fn handle_frame(ctx: &ConnContext, frame: Frame, frames: &mpsc::Sender<Fra
             let verdict = match ctx.inner.store.write_piece(&ctx.digest, index, data).await {
                 Ok(()) => {
                     ctx.inner.bytes_in.fetch_add(len as u64, Ordering::Relaxed);
+                    if ctx.origin {
+                        let from_origins = &ctx.inner.bytes_in_from_origins;
+                        from_origins.fetch_add(len as u64, Ordering::Relaxed);
+                    }
                     Verdict::Valid
                 }
                 Err(Error::PieceMismatch { .. } | Error::PieceOutOfRange { .. }) => {

@@ -86,6 +86,7 @@ pub(crate) struct Inner {
     pub(crate) ingress: Bandwidth,
     pub(crate) egress: Bandwidth,
     pub(crate) bytes_in: AtomicU64,
+    pub(crate) bytes_in_from_origins: AtomicU64,
     pub(crate) bytes_out: AtomicU64,
     pub(crate) connections: AtomicU64,
     pub(crate) next_conn_id: AtomicU64,
@@ -149,6 +150,7 @@ impl Engine {
             tracker,
             local,
             bytes_in: AtomicU64::new(0),
+            bytes_in_from_origins: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             connections: AtomicU64::new(0),
             next_conn_id: AtomicU64::new(0),
@@ -392,6 +394,7 @@ impl Scheduler for Engine {
             seeding,
             connections: self.inner.connections.load(Ordering::Relaxed),
             bytes_in: self.inner.bytes_in.load(Ordering::Relaxed),
+            bytes_in_from_origins: self.inner.bytes_in_from_origins.load(Ordering::Relaxed),
             bytes_out: self.inner.bytes_out.load(Ordering::Relaxed),
         }
     }

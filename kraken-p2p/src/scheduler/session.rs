@@ -475,6 +475,7 @@ impl Session {
             digest: self.digest,
             piece_length: self.meta.piece_length() as u32,
             peer: hs.peer_id,
+            origin,
             events: self.events.clone(),
             cancel: cancel.clone(),
             uploads: self.uploads.clone(),

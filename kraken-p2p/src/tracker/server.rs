@@ -36,6 +36,7 @@ use tracing::Instrument;
 
 use super::{AnnounceRequest, AnnounceResponse, Tracker, TrackerService};
 use crate::http_error::{error_response, log_failures, status_for};
+use crate::metrics::{Metrics, instrument};
 
 /// Largest request body accepted; an announce is a few hundred bytes.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -197,7 +198,12 @@ impl TrackerServer {
         let local_addr = listener.local_addr()?;
         let cancel = cancel.child_token();
         let stop = cancel.clone().cancelled_owned();
-        let app = router(service);
+        let metrics = Metrics::new("tracker");
+        let counted = service.clone();
+        metrics.counter("tracker_announces", "Announces answered", move || {
+            counted.announces()
+        });
+        let app = instrument(router(service), metrics);
         let span = tracing::info_span!("tracker_http", addr = %local_addr);
         let task = tokio::spawn(
             async move {

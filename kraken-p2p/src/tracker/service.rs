@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -93,6 +94,7 @@ pub struct TrackerService {
     config: TrackerConfig,
     peers: Arc<dyn PeerStore>,
     origins: Arc<dyn OriginDirectory>,
+    announces: Arc<AtomicU64>,
 }
 
 impl TrackerService {
@@ -106,7 +108,13 @@ impl TrackerService {
             config,
             peers,
             origins,
+            announces: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Announces answered since start.
+    pub fn announces(&self) -> u64 {
+        self.announces.load(Ordering::Relaxed)
     }
 
     /// Checks that the peer store answers, for readiness probes.
@@ -126,6 +134,7 @@ impl TrackerService {
 impl Tracker for TrackerService {
     async fn announce(&self, request: &AnnounceRequest) -> Result<AnnounceResponse> {
         let interval = self.config.announce_interval;
+        self.announces.fetch_add(1, Ordering::Relaxed);
         self.peers
             .announce(&request.info_hash, &request.peer)
             .await?;

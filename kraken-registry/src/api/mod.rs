@@ -30,6 +30,7 @@ use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use kraken_core::{BlobStream, ByteRange, Digest, Namespace};
+use kraken_p2p::metrics::RouteName;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorCode, Result};
@@ -303,6 +304,7 @@ async fn dispatch(State(registry): State<Registry>, request: Request) -> Respons
         Ok(q) => q,
         Err(e) => return e.into_response(),
     };
+    let name = RouteName(route.name());
     let call = Call {
         method: parts.method,
         route,
@@ -310,10 +312,12 @@ async fn dispatch(State(registry): State<Registry>, request: Request) -> Respons
         headers: parts.headers,
         body,
     };
-    match handle(&registry, call).await {
+    let mut response = match handle(&registry, call).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
-    }
+    };
+    response.extensions_mut().insert(name);
+    response
 }
 
 async fn handle(registry: &Registry, call: Call) -> Result<Response> {

@@ -42,6 +42,20 @@ pub(crate) enum ManifestRef {
 }
 
 impl Route {
+    /// The endpoint's name, for metrics.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Route::Ping => "/v2/",
+            Route::Catalog => "/v2/_catalog",
+            Route::Tags(_) => "/v2/{name}/tags/list",
+            Route::Manifest(..) => "/v2/{name}/manifests/{reference}",
+            Route::Blob(..) => "/v2/{name}/blobs/{digest}",
+            Route::Uploads(_) => "/v2/{name}/blobs/uploads/",
+            Route::Upload(..) => "/v2/{name}/blobs/uploads/{id}",
+            Route::Referrers(..) => "/v2/{name}/referrers/{digest}",
+        }
+    }
+
     /// Parses the path of a request (starting with `/v2/`).
     ///
     /// # Errors
