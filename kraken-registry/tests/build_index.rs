@@ -330,6 +330,13 @@ async fn pushes_succeed_while_the_backend_is_down_and_land_when_it_is_back() {
     );
     let ready = site.http.get(site.url("/readiness")).send().await.unwrap();
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let metrics = site.http.get(site.url("/metrics")).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    let pending = metrics
+        .lines()
+        .find(|l| l.starts_with("kraken_buildindex_writeback_pending"))
+        .unwrap_or_else(|| panic!("no write-back gauge in {metrics}"));
+    assert!(!pending.ends_with(" 0"), "{pending}");
 
     // A restart while the backend is still down loses nothing.
     site.stop_index().await;

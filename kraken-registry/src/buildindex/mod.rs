@@ -35,6 +35,7 @@
 //! | `GET` | `/repositories[?n=&last=]` | 200, [`Catalog`] |
 //! | `GET` | `/origin` | 200, [`OriginMembers`] |
 //! | `GET` | `/health`, `/readiness` | 200; 503 |
+//! | `GET` | `/metrics` ([`BuildIndexServer`]) | Prometheus text |
 //!
 //! A put takes an optional `media_type`, the `Content-Type` the manifest
 //! was pushed with, for manifests whose bytes name no media type.
@@ -72,7 +73,6 @@
 //! - The backend must take writes (a pull-through registry backend only
 //!   serves `?upstream=` lookups); a write-back a backend refuses as
 //!   unsupported is dropped and logged as an error.
-//! - No `/metrics` yet.
 
 mod backing;
 mod client;

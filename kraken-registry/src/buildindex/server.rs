@@ -17,6 +17,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use kraken_core::Digest;
+use kraken_p2p::metrics::instrument;
 use percent_encoding::percent_decode_str;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -231,7 +232,9 @@ pub struct BuildIndexServer {
 }
 
 impl BuildIndexServer {
-    /// Serves `index`'s [`router`] on `listener` until shut down.
+    /// Serves `index`'s [`router`] on `listener` until shut down, with
+    /// `GET /metrics` and every request counted in
+    /// [`BuildIndex::metrics`].
     ///
     /// # Errors
     ///
@@ -242,7 +245,8 @@ impl BuildIndexServer {
             .map_err(|e| Error::new(ErrorCode::Unknown, format!("listener address: {e}")))?;
         let cancel = CancellationToken::new();
         let stop = cancel.clone().cancelled_owned();
-        let app = router(index);
+        let metrics = index.metrics().clone();
+        let app = instrument(router(index), metrics);
         let span = tracing::info_span!("build_index_http", addr = %local_addr);
         let task = tokio::spawn(
             async move {

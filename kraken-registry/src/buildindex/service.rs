@@ -3,9 +3,10 @@
 //! miss and the queuing of write-backs and replication.
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use kraken_core::{Backend, BackendError, Digest, Namespace};
+use kraken_p2p::metrics::Metrics;
 use kraken_p2p::origin::OriginClient;
 use kraken_p2p::queue::{Database, DurableQueue};
 use tokio::task::JoinHandle;
@@ -41,7 +42,8 @@ struct Inner {
     backing: Backing,
     origins: OriginClient,
     rules: Rules,
-    replication: DurableQueue<ReplicationJob>,
+    replication: Arc<DurableQueue<ReplicationJob>>,
+    metrics: Metrics,
     shutdown: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -106,6 +108,8 @@ impl BuildIndex {
             store.writeback().start(writer, shutdown.child_token()),
             replication.start(replicator, shutdown.child_token()),
         ];
+        let replication = Arc::new(replication);
+        let metrics = index_metrics(&store, &replication);
         tracing::info!(
             database = %config.database_path.display(),
             backend = backing.kind(),
@@ -120,6 +124,7 @@ impl BuildIndex {
             origins,
             rules,
             replication,
+            metrics,
             shutdown,
             tasks: Mutex::new(tasks),
         };
@@ -488,6 +493,12 @@ impl BuildIndex {
         Ok(())
     }
 
+    /// The metrics `GET /metrics` answers: requests by route, and the
+    /// write-back and replication queues.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
     /// Write-backs not yet in the backend.
     pub fn pending_writebacks(&self) -> usize {
         self.store().writeback().len()
@@ -500,7 +511,8 @@ impl BuildIndex {
 
     /// Stops both workers, letting attempts in flight finish; pending jobs
     /// stay queued for the next start. The database is closed once every
-    /// clone is dropped.
+    /// clone is dropped, those of a stopped server's connections included,
+    /// which axum drops a moment after its server stopped.
     pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();
         let tasks =
@@ -510,6 +522,26 @@ impl BuildIndex {
         }
         tracing::info!("build-index stopped");
     }
+}
+
+/// The queue gauges. They hold weak handles: a scrape never keeps the
+/// database open after the build-index is gone.
+fn index_metrics(store: &Arc<Store>, replication: &Arc<DurableQueue<ReplicationJob>>) -> Metrics {
+    let metrics = Metrics::new("build_index");
+    let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    let weak: Weak<Store> = Arc::downgrade(store);
+    metrics.gauge(
+        "buildindex_writeback_pending",
+        "Tags, records and catalog markers waiting to be written to the backend",
+        move || weak.upgrade().map_or(0, |s| count(s.writeback().len())),
+    );
+    let weak = Arc::downgrade(replication);
+    metrics.gauge(
+        "buildindex_replication_pending",
+        "Tags waiting to be replicated to a remote cluster",
+        move || weak.upgrade().map_or(0, |q| count(q.len())),
+    );
+    metrics
 }
 
 /// Opens the database: the local tables with the write-back queue, and

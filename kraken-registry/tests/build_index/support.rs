@@ -188,11 +188,24 @@ impl Site {
         }
     }
 
+    /// Starts build-index. Right after a stop, the connections of the old
+    /// server may not have dropped their handle (and so the database
+    /// lock) yet: axum lets `serve` return a moment before that, so the
+    /// start is retried briefly.
     pub async fn start_index(&mut self) {
         assert!(self.index.is_none(), "build-index runs already");
-        let index = BuildIndex::start(self.config(), self.backend.clone(), self.origins.clone())
-            .await
-            .unwrap();
+        let mut tries = 0;
+        let index = loop {
+            let backend = self.backend.clone();
+            match BuildIndex::start(self.config(), backend, self.origins.clone()).await {
+                Ok(index) => break index,
+                Err(e) if e.message().contains("already open") && tries < 100 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("build-index does not start: {e}"),
+            }
+        };
         let server = BuildIndexServer::serve(bind(&self.index_addr).await, index.clone()).unwrap();
         self.index = Some((index, server));
     }
