@@ -64,6 +64,33 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code.
+    pub const ALL: [ErrorCode; 18] = [
+        ErrorCode::BlobUnknown,
+        ErrorCode::BlobUploadInvalid,
+        ErrorCode::BlobUploadUnknown,
+        ErrorCode::DigestInvalid,
+        ErrorCode::ManifestBlobUnknown,
+        ErrorCode::ManifestInvalid,
+        ErrorCode::ManifestUnknown,
+        ErrorCode::NameInvalid,
+        ErrorCode::NameUnknown,
+        ErrorCode::SizeInvalid,
+        ErrorCode::Unauthorized,
+        ErrorCode::Denied,
+        ErrorCode::Unsupported,
+        ErrorCode::TooManyRequests,
+        ErrorCode::RangeInvalid,
+        ErrorCode::PaginationNumberInvalid,
+        ErrorCode::Unavailable,
+        ErrorCode::Unknown,
+    ];
+
+    /// The code spelled `s` in a JSON body, if it is one.
+    pub fn parse(s: &str) -> Option<ErrorCode> {
+        ErrorCode::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
     /// The code as the JSON body spells it.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -398,33 +425,15 @@ mod tests {
 
     #[test]
     fn every_code_has_a_spec_spelling_and_a_status() {
-        use ErrorCode::*;
-        let all = [
-            BlobUnknown,
-            BlobUploadInvalid,
-            BlobUploadUnknown,
-            DigestInvalid,
-            ManifestBlobUnknown,
-            ManifestInvalid,
-            ManifestUnknown,
-            NameInvalid,
-            NameUnknown,
-            SizeInvalid,
-            Unauthorized,
-            Denied,
-            Unsupported,
-            TooManyRequests,
-            RangeInvalid,
-            Unavailable,
-            Unknown,
-        ];
-        for code in all {
+        for code in ErrorCode::ALL {
             let s = code.as_str();
             assert!(
                 s.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'),
                 "{s}"
             );
             assert!(code.status().is_client_error() || code.status().is_server_error());
+            assert_eq!(ErrorCode::parse(s), Some(code));
         }
+        assert_eq!(ErrorCode::parse("NOT_A_CODE"), None);
     }
 }

@@ -617,7 +617,7 @@ const BAD_INPUT: &str = "
     PUT    /repositories/app/manifests/latest               400 DIGEST_INVALID
     DELETE /repositories/app/manifests/md5:abc              400 DIGEST_INVALID
     GET    /repositories/app/referrers/sha256:short         400 DIGEST_INVALID
-    GET    /repositories?n=lots                             400 UNSUPPORTED
+    GET    /repositories?n=lots                             400 PAGINATION_NUMBER_INVALID
     GET    /repositories/library/ubuntu/tags                404 UNSUPPORTED
     POST   /repositories/app/tags/v1                        405 UNSUPPORTED
 ";

@@ -799,12 +799,28 @@ async fn an_agent_serves_the_read_subset_and_refuses_pushes() {
     assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
 
     // Both ends count what they did.
-    let text = c.send(Method::GET, &format!("{agent}/metrics")).await.text().await.unwrap();
+    let text = c
+        .send(Method::GET, &format!("{agent}/metrics"))
+        .await
+        .text()
+        .await
+        .unwrap();
     let served = r#"kraken_http_requests_total{component="agent",method="GET",route="/v2/{name}/blobs/{digest}",status="200"}"#;
     assert!(text.contains(served), "{text}");
-    assert!(text.contains("kraken_swarm_received_bytes_total{component=\"agent\"}"), "{text}");
-    let text = c.send(Method::GET, &format!("{}/metrics", c.proxy())).await.text().await.unwrap();
-    assert!(text.contains(r#"route="/v2/{name}/manifests/{reference}",status="201""#), "{text}");
+    assert!(
+        text.contains("kraken_swarm_received_bytes_total{component=\"agent\"}"),
+        "{text}"
+    );
+    let text = c
+        .send(Method::GET, &format!("{}/metrics", c.proxy()))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(r#"route="/v2/{name}/manifests/{reference}",status="201""#),
+        "{text}"
+    );
     c.shutdown().await;
 }
 

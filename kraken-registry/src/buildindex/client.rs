@@ -365,27 +365,6 @@ struct Entry {
     detail: Option<serde_json::Value>,
 }
 
-/// Every code, to read a code back from its spelling.
-const CODES: [ErrorCode; 17] = [
-    ErrorCode::BlobUnknown,
-    ErrorCode::BlobUploadInvalid,
-    ErrorCode::BlobUploadUnknown,
-    ErrorCode::DigestInvalid,
-    ErrorCode::ManifestBlobUnknown,
-    ErrorCode::ManifestInvalid,
-    ErrorCode::ManifestUnknown,
-    ErrorCode::NameInvalid,
-    ErrorCode::NameUnknown,
-    ErrorCode::SizeInvalid,
-    ErrorCode::Unauthorized,
-    ErrorCode::Denied,
-    ErrorCode::Unsupported,
-    ErrorCode::TooManyRequests,
-    ErrorCode::RangeInvalid,
-    ErrorCode::Unavailable,
-    ErrorCode::Unknown,
-];
-
 /// Reads a failed answer back into the error the server had.
 fn answered_error(addr: &str, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Error {
     let entry = serde_json::from_slice::<Body>(body)
@@ -393,10 +372,7 @@ fn answered_error(addr: &str, status: StatusCode, headers: &HeaderMap, body: &[u
         .and_then(|b| b.errors.into_iter().next());
     let mut error = match entry {
         Some(entry) => {
-            let code = CODES
-                .into_iter()
-                .find(|c| c.as_str() == entry.code)
-                .unwrap_or(ErrorCode::Unknown);
+            let code = ErrorCode::parse(&entry.code).unwrap_or(ErrorCode::Unknown);
             let error = Error::new(code, entry.message);
             match entry.detail {
                 Some(detail) => error.with_detail(detail),
@@ -454,10 +430,7 @@ mod tests {
     }
 
     #[test]
-    fn codes_read_back_from_their_spelling_and_odd_answers_are_kept() {
-        for code in CODES {
-            assert!(CODES.iter().filter(|c| c.as_str() == code.as_str()).count() == 1);
-        }
+    fn odd_answers_are_kept() {
         let error = answered_error("bi:1", StatusCode::BAD_GATEWAY, &HeaderMap::new(), b"nginx");
         assert_eq!(error.code(), ErrorCode::Unavailable);
         assert_eq!(error.status(), StatusCode::BAD_GATEWAY);

@@ -79,8 +79,10 @@ fn first<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
 fn page(pairs: &[(String, String)]) -> Result<Page> {
     let n = match first(pairs, "n") {
         Some(n) => Some(n.parse::<usize>().map_err(|_| {
-            Error::new(ErrorCode::Unsupported, format!("n={n:?} is not a count"))
-                .with_status(StatusCode::BAD_REQUEST)
+            Error::new(
+                ErrorCode::PaginationNumberInvalid,
+                format!("n={n:?} is not a count"),
+            )
         })?),
         None => None,
     };
