@@ -26,7 +26,10 @@ pub mod http;
 mod names;
 pub mod router;
 pub mod s3;
+mod status;
+mod transport;
 pub mod verify;
 pub mod wrappers;
 
 pub use error::Error;
+pub use transport::TlsOptions;

@@ -23,14 +23,14 @@
 //! shorter or longer than declared is never completed (a multipart upload
 //! is aborted), so nothing is stored.
 //!
-//! Requests go through the workspace's reqwest client (see `client`) and
-//! are signed (SigV4) on ring.
+//! Requests go through this crate's HTTP client (see `client`), over TLS
+//! on rustls and ring for `https://` endpoints and AWS itself, and are
+//! signed (SigV4) on ring.
 //!
 //! # Limitations
 //!
-//! - Plain HTTP only: the workspace's reqwest has no TLS yet, so AWS itself
-//!   and `https://` endpoints are refused by `validate`. Only static keys
-//!   are tested; the environment and instance-role chain is untested here.
+//! - Only static keys are tested; the environment and instance-role chain
+//!   is untested here, as no metadata service runs on a test machine.
 //! - `list` reads one companion object per hashed (long) name in the
 //!   namespace on every page that reaches them.
 //! - `list` walks the namespace from the page token (or its start) and
@@ -66,6 +66,8 @@ mod client;
 
 use client::Connector;
 
+use crate::transport::TlsOptions;
+
 /// S3's smallest part (but the last) of a multipart upload.
 const MIN_PART: ByteSize = ByteSize::mib(5);
 /// S3's largest part.
@@ -83,8 +85,8 @@ pub struct S3BackendOptions {
     /// want `us-east-1` unless configured otherwise.
     pub region: String,
     /// The URL of an S3-compatible server, addressed path-style
-    /// (`<endpoint>/<bucket>/<key>`); AWS's own endpoint when absent, which
-    /// `validate` refuses until TLS is built in.
+    /// (`<endpoint>/<bucket>/<key>`); AWS's own endpoint for `region` when
+    /// absent.
     #[serde(default)]
     pub endpoint: Option<String>,
     /// The access key id; with `secret_access_key`, overrides any other
@@ -124,6 +126,9 @@ pub struct S3BackendOptions {
     /// How long connecting may take.
     #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// Which servers to trust on `https://` endpoints.
+    #[serde(default)]
+    pub tls: TlsOptions,
 }
 
 fn default_multipart_threshold() -> ByteSize {
@@ -143,8 +148,8 @@ fn default_connect_timeout() -> Duration {
 }
 
 impl S3BackendOptions {
-    /// Creates options for `bucket` in `region` with every default; set
-    /// `endpoint`, which is required until TLS is built in.
+    /// Creates options for `bucket` in `region` with every default, which
+    /// address AWS itself.
     pub fn new(bucket: impl Into<String>, region: impl Into<String>) -> Self {
         S3BackendOptions {
             bucket: bucket.into(),
@@ -160,6 +165,7 @@ impl S3BackendOptions {
             allow_http: false,
             max_retries: default_max_retries(),
             connect_timeout: default_connect_timeout(),
+            tls: TlsOptions::default(),
         }
     }
 
@@ -181,20 +187,14 @@ impl S3BackendOptions {
         if self.region.is_empty() {
             return bad("region", "must not be empty");
         }
-        // TODO: accept https:// and AWS's own endpoint once reqwest gets
-        // TLS in the workspace; until then they would fail on every request.
         match &self.endpoint {
-            None => {
-                return bad(
-                    "endpoint",
-                    "is required: TLS (and so AWS) is not built in yet",
-                );
+            None => {}
+            Some(e) if url::Url::parse(e).is_err() => {
+                return bad("endpoint", "is not a URL");
             }
-            Some(e) if e.starts_with("https://") => {
-                return bad("endpoint", "https:// needs TLS, which is not built in yet");
-            }
+            Some(e) if e.starts_with("https://") => {}
             Some(e) if !e.starts_with("http://") => {
-                return bad("endpoint", "must be an http:// URL");
+                return bad("endpoint", "must be an http:// or https:// URL");
             }
             Some(_) if !self.allow_http => {
                 return bad("endpoint", "is plain http; set allow_http to use it");
@@ -216,7 +216,7 @@ impl S3BackendOptions {
         if self.connect_timeout.is_zero() {
             return bad("connect_timeout", "must not be zero");
         }
-        Ok(())
+        self.tls.validate()
     }
 }
 
@@ -237,6 +237,7 @@ impl fmt::Debug for S3BackendOptions {
             .field("allow_http", &self.allow_http)
             .field("max_retries", &self.max_retries)
             .field("connect_timeout", &self.connect_timeout)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -260,7 +261,7 @@ impl S3Backend {
     /// client refuses them.
     pub fn new(options: S3BackendOptions) -> Result<Self, Error> {
         options.validate()?;
-        let connector = Connector::new(options.connect_timeout).map_err(Error::HttpClient)?;
+        let connector = Connector::new(options.connect_timeout, &options.tls)?;
         let store = builder(&options)
             .with_http_connector(connector)
             .build()
@@ -698,10 +699,8 @@ mod tests {
         options().validate().unwrap();
         type Break = fn(&mut S3BackendOptions);
         let cases: [(&str, Break); 8] = [
-            ("endpoint", |o| o.endpoint = None),
-            ("endpoint", |o| {
-                o.endpoint = Some("https://s3.example".into())
-            }),
+            ("endpoint", |o| o.endpoint = Some("http//s3.example".into())),
+            ("tls", |o| o.tls.builtin_roots = false),
             ("bucket", |o| o.bucket.clear()),
             ("endpoint", |o| o.allow_http = false),
             ("endpoint", |o| o.endpoint = Some("ftp://x".into())),

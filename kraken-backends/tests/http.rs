@@ -275,6 +275,7 @@ fn backend_at(addr: SocketAddr, prefix: &str) -> HttpBackend {
         list: None,
         timeouts: Default::default(),
         auth: None,
+        tls: Default::default(),
     })
     .unwrap()
 }
@@ -286,7 +287,7 @@ async fn statuses_become_error_kinds() {
     let cases = [
         (404, BackendErrorKind::NotFound, false),
         (401, BackendErrorKind::Unauthorized, false),
-        (403, BackendErrorKind::Unauthorized, false),
+        (403, BackendErrorKind::Forbidden, false),
         (429, BackendErrorKind::RateLimited, true),
         (500, BackendErrorKind::Unavailable, true),
         (502, BackendErrorKind::Unavailable, true),

@@ -1,13 +1,12 @@
-//! The HTTP client under `object_store`: the workspace's reqwest, plugged in
-//! as an `HttpConnector`.
+//! The HTTP client under `object_store`: this crate's [`Transport`],
+//! plugged in as an `HttpConnector`.
 //!
-//! `object_store`'s own reqwest client comes only with reqwest's rustls
-//! features, which would unify into every reqwest client of the workspace
-//! and make each one need a process-wide crypto provider (or aws-lc-rs,
-//! which needs cmake). This adapter keeps the workspace's reqwest as it is:
-//! plain HTTP until the workspace adopts TLS for reqwest.
+//! `object_store`'s own client is reqwest with its rustls features, which
+//! would unify into every reqwest client of the workspace and bring
+//! aws-lc-rs (cmake) or a process-wide crypto provider with them. The
+//! transport speaks TLS on ring with the trust anchors of the backend's
+//! options instead, and is shared by every object-store backend here.
 
-use std::error::Error as _;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -18,19 +17,26 @@ use object_store::client::{
     HttpResponseBody, HttpService,
 };
 
-/// Connects `object_store` through one shared reqwest client.
+use crate::Error;
+use crate::transport::{TlsOptions, Transport, TransportError};
+
+/// How long a response body may stall before the read fails; object
+/// stores stream steadily, so a long silence means a dead connection.
+const READ_IDLE: Duration = Duration::from_secs(60);
+
+/// Connects `object_store` through one shared [`Transport`].
 #[derive(Debug, Clone)]
-pub(super) struct Connector(reqwest::Client);
+pub(crate) struct Connector(Transport);
 
 impl Connector {
-    /// Builds the client; redirects are not followed, as S3 clients must
+    /// Builds the transport; it follows no redirects, as S3 clients must
     /// see a redirect to learn of a wrong region.
-    pub(super) fn new(connect_timeout: Duration) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(connect_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
-        Ok(Connector(client))
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOption`] when the TLS options do not hold.
+    pub(crate) fn new(connect_timeout: Duration, tls: &TlsOptions) -> Result<Self, Error> {
+        Ok(Connector(Transport::new(connect_timeout, READ_IDLE, tls)?))
     }
 }
 
@@ -41,51 +47,30 @@ impl HttpConnector for Connector {
 }
 
 #[derive(Debug)]
-struct Service(reqwest::Client);
+struct Service(Transport);
 
 #[async_trait]
 impl HttpService for Service {
     async fn call(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
         let (parts, body) = request.into_parts();
-        let url = parts
-            .uri
-            .to_string()
-            .parse()
-            .map_err(|e| HttpError::new(HttpErrorKind::Unknown, e))?;
-        let mut outgoing = reqwest::Request::new(parts.method, url);
-        *outgoing.headers_mut() = parts.headers;
-        *outgoing.body_mut() = Some(reqwest::Body::wrap(body));
-
-        let response = self.0.execute(outgoing).await.map_err(http_error)?;
-        let (status, version) = (response.status(), response.version());
-        let headers = response.headers().clone();
-        let body = reqwest::Body::from(response).map_err(http_error);
-        let mut incoming = HttpResponse::new(HttpResponseBody::new(body));
-        *incoming.status_mut() = status;
-        *incoming.version_mut() = version;
-        *incoming.headers_mut() = headers;
-        Ok(incoming)
+        let body = body.map_err(Into::into).boxed_unsync();
+        let outgoing = http::Request::from_parts(parts, body);
+        let response = self.0.send(outgoing).await.map_err(http_error)?;
+        let (parts, body) = response.into_parts();
+        let body = body.map_err(http_error);
+        Ok(HttpResponse::from_parts(parts, HttpResponseBody::new(body)))
     }
 }
 
-/// Classifies a reqwest failure the way `object_store` decides retries:
-/// connecting, timing out and a broken exchange are worth another try; a
-/// request that could not be built is not.
-fn http_error(e: reqwest::Error) -> HttpError {
-    let kind = if e.is_timeout() {
-        HttpErrorKind::Timeout
-    } else if e.is_connect() {
-        HttpErrorKind::Connect
-    } else if e.is_decode() {
-        HttpErrorKind::Decode
-    } else if e.is_builder() {
-        HttpErrorKind::Unknown
-    } else if e.is_body() || e.is_request() {
-        HttpErrorKind::Request
-    } else if e.source().is_some() {
-        HttpErrorKind::Interrupted
-    } else {
-        HttpErrorKind::Unknown
+/// Classifies a transport failure the way `object_store` decides retries:
+/// connecting and a broken exchange are worth another try.
+fn http_error(e: TransportError) -> HttpError {
+    let kind = match &e {
+        TransportError::Connect(_) => HttpErrorKind::Connect,
+        TransportError::Exchange(_) => HttpErrorKind::Request,
+        TransportError::Idle(_) => HttpErrorKind::Timeout,
+        // Only bodies read whole by this crate have a size limit.
+        TransportError::TooLarge(_) => HttpErrorKind::Decode,
     };
     HttpError::new(kind, e)
 }
