@@ -7,6 +7,8 @@
 //!   templates, such as nginx with WebDAV `PUT` and JSON autoindex.
 //! - [`s3::S3Backend`]: an Amazon S3 bucket or an S3-compatible store
 //!   (Garage, Ceph RGW, MinIO), with multipart uploads for large objects.
+//! - [`registry::RegistryBackend`]: any OCI or Docker registry as a
+//!   read-only pull-through source, with the Bearer token flow.
 //! - [`router::NamespaceRouter`]: picks a backend per namespace by anchored
 //!   regex, and is a backend itself, so an origin holds one
 //!   `Arc<dyn Backend>` whatever the routing.
@@ -24,6 +26,7 @@ mod error;
 pub mod fs;
 pub mod http;
 mod names;
+pub mod registry;
 pub mod router;
 pub mod s3;
 mod status;
