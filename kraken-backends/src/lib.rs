@@ -25,6 +25,7 @@
 mod error;
 pub mod fs;
 pub mod http;
+pub mod layout;
 mod names;
 pub mod registry;
 pub mod router;

@@ -94,9 +94,34 @@ pub(crate) fn media_type(
     }
 }
 
+/// Returns whether `bytes` are a schema 2 manifest or index, as a
+/// registry would accept them: how a store shared with a registry tells
+/// the manifests among its blobs.
+pub(crate) fn is_manifest(bytes: &[u8]) -> bool {
+    if !bytes.trim_ascii_start().starts_with(b"{") {
+        return false;
+    }
+    let Ok(shape) = serde_json::from_slice::<Shape>(bytes) else {
+        return false;
+    };
+    shape.schema_version == Some(2) && media_type(None, bytes, "").is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn manifests_are_told_from_other_blobs() {
+        assert!(is_manifest(
+            br#"{"schemaVersion":2,"config":{},"layers":[]}"#
+        ));
+        assert!(is_manifest(br#" {"schemaVersion":2,"manifests":[]}"#));
+        let config = br#"{"architecture":"amd64","os":"linux","rootfs":{}}"#;
+        assert!(!is_manifest(config));
+        assert!(!is_manifest(b"\x1f\x8b gzip bytes"));
+        assert!(!is_manifest(br#"{"schemaVersion":1,"fsLayers":[]}"#));
+    }
 
     #[test]
     fn served_types_win_and_parameters_are_dropped() {

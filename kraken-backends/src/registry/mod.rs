@@ -41,9 +41,9 @@
 //! to the registry's own origin, and never follows `https` to `http`.
 
 mod auth;
-mod manifest;
+pub(crate) mod manifest;
 mod options;
-mod reference;
+pub(crate) mod reference;
 
 use std::ops::Range;
 use std::sync::Arc;
