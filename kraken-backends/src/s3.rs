@@ -23,6 +23,11 @@
 //! shorter or longer than declared is never completed (a multipart upload
 //! is aborted), so nothing is stored.
 //!
+//! With `layout = "docker_registry"` the bucket (under `prefix`, the
+//! registry's `rootdirectory`) is laid out as docker/distribution's S3
+//! driver lays it out, as `crate::layout` describes, so it can be shared
+//! with a vanilla registry.
+//!
 //! Requests go through this crate's HTTP client (see `client`), over TLS
 //! on rustls and ring for `https://` endpoints and AWS itself, and are
 //! signed (SigV4) on ring.
@@ -63,9 +68,11 @@ use crate::names::{escape, stored_name, unescape};
 use crate::{Error, names};
 
 mod client;
+mod docker;
 
 use client::Connector;
 
+use crate::layout::{DockerObject, Layout};
 use crate::transport::TlsOptions;
 
 /// S3's smallest part (but the last) of a multipart upload.
@@ -110,6 +117,11 @@ pub struct S3BackendOptions {
     /// `kraken/prod`; the bucket's root when empty.
     #[serde(default)]
     pub prefix: String,
+    /// How names map to keys: `plain` (the default) or `docker_registry`,
+    /// to share the bucket with a registry whose `rootdirectory` is
+    /// `prefix`.
+    #[serde(default)]
+    pub layout: Layout,
     /// Uploads larger than this are multipart uploads.
     #[serde(default = "default_multipart_threshold")]
     pub multipart_threshold: ByteSize,
@@ -160,6 +172,7 @@ impl S3BackendOptions {
             session_token: None,
             from_env: false,
             prefix: String::new(),
+            layout: Layout::Plain,
             multipart_threshold: default_multipart_threshold(),
             part_size: default_part_size(),
             allow_http: false,
@@ -232,6 +245,7 @@ impl fmt::Debug for S3BackendOptions {
             .field("session_token", &redact(&self.session_token))
             .field("from_env", &self.from_env)
             .field("prefix", &self.prefix)
+            .field("layout", &self.layout)
             .field("multipart_threshold", &self.multipart_threshold)
             .field("part_size", &self.part_size)
             .field("allow_http", &self.allow_http)
@@ -248,6 +262,7 @@ pub struct S3Backend {
     store: Arc<AmazonS3>,
     /// The key prefix without slashes at either end; empty for the root.
     prefix: String,
+    layout: Layout,
     multipart_threshold: u64,
     part_size: usize,
 }
@@ -278,6 +293,7 @@ impl S3Backend {
         Ok(S3Backend {
             store: Arc::new(store),
             prefix: trim_slashes(options.prefix),
+            layout: options.layout,
             multipart_threshold: options.multipart_threshold.as_u64(),
             part_size: usize::try_from(options.part_size.as_u64()).unwrap_or(usize::MAX),
         })
@@ -330,31 +346,57 @@ impl S3Backend {
         Ok(String::from_utf8(bytes.to_vec()).ok())
     }
 
+    /// Returns the key of an object's bytes, in either layout.
+    fn read_path(&self, namespace: &Namespace, name: &str) -> Result<Path, BackendError> {
+        match self.layout {
+            Layout::Plain => self.object_path(namespace, name),
+            Layout::DockerRegistry => match DockerObject::parse(name)? {
+                Some(object) => self.key(&object.path()),
+                None => Err(BackendError::not_found(format!(
+                    "{name:.80}: the docker_registry layout holds only digests and repo:tag"
+                ))),
+            },
+        }
+    }
+
+    /// Returns the key of `path` below the prefix.
+    fn key(&self, path: &str) -> Result<Path, BackendError> {
+        let key = if self.prefix.is_empty() {
+            path.to_owned()
+        } else {
+            format!("{}/{path}", self.prefix)
+        };
+        Path::parse(key).map_err(|e| {
+            BackendError::new(BackendErrorKind::Other, "bad object key").with_source(e)
+        })
+    }
+
     async fn put_single(
         &self,
         path: &Path,
         length: u64,
-        mut body: UploadBody,
+        body: UploadBody,
     ) -> Result<(), BackendError> {
-        let mut chunks = Vec::new();
-        let mut received = 0u64;
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(body_failed)?;
-            received += chunk.len() as u64;
-            if received > length {
-                return Err(length_mismatch(length, received));
-            }
-            chunks.push(chunk);
-        }
-        if received != length {
-            return Err(length_mismatch(length, received));
-        }
-        let payload: PutPayload = chunks.into_iter().collect();
+        let payload: PutPayload = collect_exact(body, length).await?.into_iter().collect();
         self.store
             .put(path, payload)
             .await
             .map_err(|e| classify(e, "put"))?;
         Ok(())
+    }
+
+    /// Uploads a body of any size: one `PUT` or a multipart upload.
+    async fn put_any(
+        &self,
+        path: &Path,
+        length: u64,
+        body: UploadBody,
+    ) -> Result<(), BackendError> {
+        if length > self.multipart_threshold {
+            self.put_multipart(path, length, body).await
+        } else {
+            self.put_single(path, length, body).await
+        }
     }
 
     async fn put_multipart(
@@ -455,7 +497,7 @@ impl Backend for S3Backend {
     }
 
     async fn stat(&self, namespace: &Namespace, name: &str) -> Result<ObjectInfo, BackendError> {
-        let path = self.object_path(namespace, name)?;
+        let path = self.read_path(namespace, name)?;
         let meta = self
             .store
             .head(&path)
@@ -470,7 +512,7 @@ impl Backend for S3Backend {
         name: &str,
         range: Option<Range<u64>>,
     ) -> Result<BackendStream, BackendError> {
-        let path = self.object_path(namespace, name)?;
+        let path = self.read_path(namespace, name)?;
         let Some(range) = range else {
             let got = self
                 .store
@@ -513,6 +555,9 @@ impl Backend for S3Backend {
         length: u64,
         body: UploadBody,
     ) -> Result<(), BackendError> {
+        if self.layout == Layout::DockerRegistry {
+            return self.upload_docker(namespace, name, length, body).await;
+        }
         let segment = stored_name(name)?;
         let path = self.path_in(namespace, &segment)?;
         if segment.starts_with('#') {
@@ -525,11 +570,7 @@ impl Backend for S3Backend {
                 .await
                 .map_err(|e| classify(e, "put name"))?;
         }
-        if length > self.multipart_threshold {
-            self.put_multipart(&path, length, body).await?;
-        } else {
-            self.put_single(&path, length, body).await?;
-        }
+        self.put_any(&path, length, body).await?;
         tracing::debug!(backend = "s3", %namespace, name, length, "object stored");
         Ok(())
     }
@@ -541,6 +582,10 @@ impl Backend for S3Backend {
         page: Option<&str>,
         limit: usize,
     ) -> Result<ListPage, BackendError> {
+        if self.layout == Layout::DockerRegistry {
+            let names = self.docker_names(namespace).await?;
+            return Ok(crate::layout::page(names, prefix, page, limit));
+        }
         let limit = limit.max(1);
         let dir = self.namespace_key(namespace);
         let dir_path = Path::parse(&dir).map_err(|e| {
@@ -592,6 +637,24 @@ fn stream_of(
     body: futures::stream::BoxStream<'static, object_store::Result<Bytes>>,
 ) -> BackendStream {
     body.map_err(|e| classify(e, "read body")).boxed()
+}
+
+/// Reads a body that must hold exactly `length` bytes.
+async fn collect_exact(mut body: UploadBody, length: u64) -> Result<Vec<Bytes>, BackendError> {
+    let mut chunks = Vec::new();
+    let mut received = 0u64;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(body_failed)?;
+        received += chunk.len() as u64;
+        if received > length {
+            return Err(length_mismatch(length, received));
+        }
+        chunks.push(chunk);
+    }
+    if received != length {
+        return Err(length_mismatch(length, received));
+    }
+    Ok(chunks)
 }
 
 fn body_failed(e: std::io::Error) -> BackendError {

@@ -1,20 +1,25 @@
 //! The docker/distribution layout against the real thing: a
 //! `docker-registry` with filesystem storage shares its root with an
-//! `FsBackend` opened in that layout, and each reads what the other wrote.
+//! `FsBackend` opened in that layout, and one with the S3 driver shares a
+//! Garage bucket with an `S3Backend`; each reads what the other wrote.
 //!
-//! Without `docker-registry` the tests print why they skip, unless `CI` is
-//! set, where they fail.
+//! Without `docker-registry` (or `garage`) the tests print why they skip,
+//! unless `CI` is set, where they fail.
 
 mod common;
 
 use std::path::Path;
 
 use bytes::Bytes;
-use common::{OCI_INDEX, OCI_MANIFEST, Pusher, RegistryAuth, random, read_all, start_registry};
+use common::{
+    OCI_INDEX, OCI_MANIFEST, Pusher, RegistryAuth, RegistryStorage, random, read_all,
+    start_registry, start_registry_on,
+};
 use futures::StreamExt;
 use kraken_backends::fs::{FsBackend, FsBackendOptions};
 use kraken_backends::layout::Layout;
 use kraken_backends::registry::{RegistryBackend, RegistryBackendOptions};
+use kraken_backends::s3::{S3Backend, S3BackendOptions};
 use kraken_core::{Backend, BackendErrorKind, Digest, Namespace, UploadBody};
 
 async fn docker_fs(root: &Path) -> FsBackend {
@@ -218,4 +223,77 @@ fn index_of(manifest: &Digest, size: usize) -> Bytes {
         }],
     });
     Bytes::from(serde_json::to_vec(&index).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_and_a_registry_share_a_garage_bucket() {
+    let Some(garage) = common::garage::start_garage() else {
+        return;
+    };
+    let storage = RegistryStorage::Garage {
+        endpoint: garage.endpoint(),
+        root: "/registry".into(),
+    };
+    let Some(registry) = start_registry_on(RegistryAuth::Open, storage).await else {
+        return;
+    };
+    let s3 = S3Backend::new(S3BackendOptions {
+        prefix: "registry".into(),
+        layout: Layout::DockerRegistry,
+        ..garage.options()
+    })
+    .unwrap();
+
+    // Pushed to the registry, read from the bucket.
+    let pusher = Pusher::new(&registry.url(), None);
+    let image = pusher.image("library/app", "v1", &[100_000], true).await;
+    let app = Namespace::new("library/app").unwrap();
+    let layer = Digest::sha256_of(&image.layers[0]).to_string();
+    assert!(read_all(&s3, &app, &layer, None).await.unwrap() == image.layers[0]);
+    let manifest = read_all(&s3, &app, &image.digest.to_string(), None).await;
+    assert_eq!(manifest.unwrap(), image.manifest);
+    let tag = read_all(&s3, &app, "library/app:v1", None).await.unwrap();
+    assert_eq!(tag, image.digest.to_string().as_bytes());
+    let listed = s3.list(&app, "library/app:", None, 10).await.unwrap();
+    assert_eq!(listed.names, ["library/app:v1"]);
+    let digests = s3.list(&app, "sha256:", None, 10).await.unwrap();
+    assert!(digests.names.contains(&layer), "{:?}", digests.names);
+
+    // Written to the bucket, pulled from the registry, whose blob reads
+    // redirect to presigned Garage URLs that the registry backend follows.
+    let new = Namespace::new("library/new").unwrap();
+    let config = Bytes::from_static(
+        br#"{"architecture":"arm64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#,
+    );
+    let blob = random(6 * 1024 * 1024 + 5);
+    let written = manifest_of(&config, &blob);
+    let written_digest = Digest::sha256_of(&written);
+    for data in [&config, &blob, &written] {
+        put(&s3, &new, &Digest::sha256_of(data).to_string(), data).await;
+    }
+    put(
+        &s3,
+        &new,
+        "library/new:v1",
+        &Bytes::from(written_digest.to_string()),
+    )
+    .await;
+    let pull = RegistryBackend::new(RegistryBackendOptions::new(registry.url())).unwrap();
+    let got = pull.manifest(&new, "v1").await.unwrap();
+    assert_eq!((got.bytes, got.digest), (written, written_digest));
+    let blob_name = Digest::sha256_of(&blob).to_string();
+    let raw = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let url = format!("{}/v2/library/new/blobs/{blob_name}", registry.url());
+    let answer = raw.get(url).send().await.unwrap();
+    assert_eq!(answer.status(), 307, "the registry redirects blob reads");
+    let location = answer.headers()["location"].to_str().unwrap();
+    assert!(location.starts_with(&garage.endpoint()), "{location}");
+    assert!(read_all(&pull, &new, &blob_name, None).await.unwrap() == blob);
+    let part = read_all(&pull, &new, &blob_name, Some(10..20))
+        .await
+        .unwrap();
+    assert!(part == blob.slice(10..20));
 }

@@ -8,6 +8,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod garage;
+
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -98,8 +100,33 @@ impl Registry {
     }
 }
 
-fn config(dir: &Path, port: u16, auth: &str) -> String {
-    let d = dir.display();
+/// Where the registry under test keeps its content.
+pub enum RegistryStorage {
+    /// The filesystem driver, rooted at [`Registry::storage`].
+    Filesystem,
+    /// The S3 driver on a Garage bucket, under `root` (`/registry`).
+    Garage { endpoint: String, root: String },
+}
+
+fn storage_config(dir: &Path, storage: &RegistryStorage) -> String {
+    match storage {
+        RegistryStorage::Filesystem => format!(
+            "  filesystem:\n    rootdirectory: {}/storage\n",
+            dir.display()
+        ),
+        RegistryStorage::Garage { endpoint, root } => format!(
+            // Quoted: YAML reads an all-digit secret as a number.
+            "  s3:\n    accesskey: \"{}\"\n    secretkey: \"{}\"\n    region: us-east-1\n    \
+             regionendpoint: {endpoint}\n    bucket: {}\n    rootdirectory: {root}\n    \
+             secure: false\n    v4auth: true\n",
+            garage::ACCESS_KEY,
+            garage::SECRET_KEY,
+            garage::BUCKET
+        ),
+    }
+}
+
+fn config(port: u16, storage: &str, auth: &str) -> String {
     format!(
         "version: 0.1
 log:
@@ -107,9 +134,7 @@ log:
   accesslog:
     disabled: true
 storage:
-  filesystem:
-    rootdirectory: {d}/storage
-  delete:
+{storage}  delete:
     enabled: true
   maintenance:
     uploadpurging:
@@ -155,6 +180,11 @@ fn auth_config(dir: &Path, auth: &RegistryAuth, htpasswd: Option<&Path>) -> Stri
 /// Starts a registry, or returns `None` (after saying why) when
 /// `docker-registry`, or `htpasswd` for basic auth, is missing outside CI.
 pub async fn start_registry(auth: RegistryAuth) -> Option<Registry> {
+    start_registry_on(auth, RegistryStorage::Filesystem).await
+}
+
+/// Starts a registry on `storage`; see [`start_registry`].
+pub async fn start_registry_on(auth: RegistryAuth, storage: RegistryStorage) -> Option<Registry> {
     let binary = tool("docker-registry", "docker-registry")?;
     let htpasswd = match auth {
         RegistryAuth::Htpasswd { .. } => Some(tool("htpasswd", "apache2-utils")?),
@@ -164,9 +194,18 @@ pub async fn start_registry(auth: RegistryAuth) -> Option<Registry> {
     let port = free_port();
     let conf = dir.path().join("config.yml");
     let auth = auth_config(dir.path(), &auth, htpasswd.as_deref());
-    std::fs::write(&conf, config(dir.path(), port, &auth)).unwrap();
+    let storage = storage_config(dir.path(), &storage);
+    std::fs::write(&conf, config(port, &storage, &auth)).unwrap();
     let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
-    let child = Command::new(binary)
+    let mut command = Command::new(binary);
+    // The S3 driver's AWS SDK reads these; a CA bundle path set for other
+    // tools makes it refuse its own transport.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("AWS_") {
+            command.env_remove(name);
+        }
+    }
+    let child = command
         .arg("serve")
         .arg(&conf)
         .stdin(Stdio::null())
