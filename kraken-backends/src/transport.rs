@@ -197,13 +197,15 @@ impl Transport {
         &self,
         request: http::Request<RequestBody>,
     ) -> Result<Response, TransportError> {
-        let response = self.client.request(request).await.map_err(|e| {
-            if e.is_connect() {
-                TransportError::Connect(Box::new(e))
-            } else {
-                TransportError::Exchange(Box::new(e))
-            }
-        })?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| match tls_failure(&e) {
+                Some(reason) => TransportError::Tls(reason),
+                None if e.is_connect() => TransportError::Connect(Box::new(e)),
+                None => TransportError::Exchange(Box::new(e)),
+            })?;
         Ok(response.map(|body| IdleBody::new(body, self.read_idle)))
     }
 
@@ -309,6 +311,10 @@ pub(crate) enum TransportError {
     /// The body passed the size allowed.
     #[error("body larger than {0} bytes")]
     TooLarge(u64),
+    /// The TLS handshake failed, most often on a certificate no trusted
+    /// root vouches for.
+    #[error("TLS handshake failed: {0}; set tls.ca_file or tls.ca_pem to trust a private CA")]
+    Tls(String),
 }
 
 impl TransportError {
@@ -317,11 +323,35 @@ impl TransportError {
     /// an outage a retry may get past.
     pub(crate) fn into_backend(self, what: &str) -> BackendError {
         let kind = match self {
-            TransportError::TooLarge(_) => BackendErrorKind::Other,
-            _ => BackendErrorKind::Unavailable,
+            // An operator must change what the backend trusts or serves.
+            TransportError::TooLarge(_) | TransportError::Tls(_) => BackendErrorKind::Other,
+            TransportError::Connect(_) | TransportError::Exchange(_) | TransportError::Idle(_) => {
+                BackendErrorKind::Unavailable
+            }
         };
         BackendError::new(kind, format!("{what}: {self}")).with_source(self)
     }
+}
+
+/// Returns what rustls said when `e` is a failed TLS handshake.
+///
+/// rustls errors reach here wrapped in `io::Error`s, whose `source` skips
+/// the error they wrap, so the walk steps into each one's wrapped error.
+fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut next = Some(e);
+    while let Some(error) = next {
+        if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+            return Some(tls.to_string());
+        }
+        let wrapped = error
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref());
+        next = match wrapped {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => error.source(),
+        };
+    }
+    None
 }
 
 /// Returns an empty request body.
@@ -351,4 +381,46 @@ pub(crate) fn backend_stream(
     what: String,
 ) -> BoxStream<'static, Result<Bytes, BackendError>> {
     body.map_err(move |e| e.into_backend(&what)).boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trust_options_are_checked() {
+        TlsOptions::default().validate().unwrap();
+        let none = TlsOptions {
+            builtin_roots: false,
+            ..TlsOptions::default()
+        };
+        assert!(matches!(
+            none.validate(),
+            Err(Error::InvalidOption { option: "tls", .. })
+        ));
+        let junk = TlsOptions {
+            ca_pem: Some("not a certificate".into()),
+            ..TlsOptions::default()
+        };
+        match junk.roots() {
+            Err(Error::InvalidOption { option, reason }) => {
+                assert_eq!(option, "tls.ca_pem");
+                assert!(reason.contains("no PEM certificate"), "{reason}");
+            }
+            other => panic!("expected InvalidOption, got {other:?}"),
+        }
+        let missing = TlsOptions {
+            ca_file: Some("/nonexistent/ca.pem".into()),
+            ..TlsOptions::default()
+        };
+        match missing.roots() {
+            Err(Error::InvalidOption { option, reason }) => {
+                assert_eq!(option, "tls.ca_file");
+                assert!(reason.contains("/nonexistent/ca.pem"), "{reason}");
+            }
+            other => panic!("expected InvalidOption, got {other:?}"),
+        }
+        let builtin = TlsOptions::default().roots().unwrap();
+        assert!(builtin.len() > 100, "the Mozilla roots are built in");
+    }
 }

@@ -67,6 +67,8 @@ impl HttpService for Service {
 fn http_error(e: TransportError) -> HttpError {
     let kind = match &e {
         TransportError::Connect(_) => HttpErrorKind::Connect,
+        // Not retried: the same certificate fails the same way.
+        TransportError::Tls(_) => HttpErrorKind::Unknown,
         TransportError::Exchange(_) => HttpErrorKind::Request,
         TransportError::Idle(_) => HttpErrorKind::Timeout,
         // Only bodies read whole by this crate have a size limit.

@@ -9,6 +9,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod garage;
+pub mod nginx;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
@@ -76,6 +77,7 @@ pub struct Registry {
     child: Child,
     pub port: u16,
     pub dir: tempfile::TempDir,
+    tls: bool,
 }
 
 impl Drop for Registry {
@@ -87,7 +89,8 @@ impl Drop for Registry {
 
 impl Registry {
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// The filesystem storage root, as distribution lays it out.
@@ -126,7 +129,7 @@ fn storage_config(dir: &Path, storage: &RegistryStorage) -> String {
     }
 }
 
-fn config(port: u16, storage: &str, auth: &str) -> String {
+fn config(port: u16, storage: &str, tls: &str, auth: &str) -> String {
     format!(
         "version: 0.1
 log:
@@ -142,7 +145,7 @@ storage:
 http:
   addr: 127.0.0.1:{port}
   secret: kraken-backends-test
-{auth}"
+{tls}{auth}"
     )
 }
 
@@ -185,6 +188,20 @@ pub async fn start_registry(auth: RegistryAuth) -> Option<Registry> {
 
 /// Starts a registry on `storage`; see [`start_registry`].
 pub async fn start_registry_on(auth: RegistryAuth, storage: RegistryStorage) -> Option<Registry> {
+    start(auth, storage, None).await
+}
+
+/// Starts an open registry on filesystem storage that serves only TLS,
+/// with a certificate `ca` issues; see [`start_registry`].
+pub async fn start_registry_tls(ca: &nginx::TestCa) -> Option<Registry> {
+    start(RegistryAuth::Open, RegistryStorage::Filesystem, Some(ca)).await
+}
+
+async fn start(
+    auth: RegistryAuth,
+    storage: RegistryStorage,
+    ca: Option<&nginx::TestCa>,
+) -> Option<Registry> {
     let binary = tool("docker-registry", "docker-registry")?;
     let htpasswd = match auth {
         RegistryAuth::Htpasswd { .. } => Some(tool("htpasswd", "apache2-utils")?),
@@ -195,7 +212,18 @@ pub async fn start_registry_on(auth: RegistryAuth, storage: RegistryStorage) -> 
     let conf = dir.path().join("config.yml");
     let auth = auth_config(dir.path(), &auth, htpasswd.as_deref());
     let storage = storage_config(dir.path(), &storage);
-    std::fs::write(&conf, config(port, &storage, &auth)).unwrap();
+    let tls = match ca {
+        None => String::new(),
+        Some(ca) => {
+            let cert = ca.server_cert(dir.path());
+            format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.cert.display(),
+                cert.key.display()
+            )
+        }
+    };
+    std::fs::write(&conf, config(port, &storage, &tls, &auth)).unwrap();
     let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
     let mut command = Command::new(binary);
     // The S3 driver's AWS SDK reads these; a CA bundle path set for other
@@ -213,7 +241,12 @@ pub async fn start_registry_on(auth: RegistryAuth, storage: RegistryStorage) -> 
         .stderr(log)
         .spawn()
         .unwrap();
-    let mut registry = Registry { child, port, dir };
+    let mut registry = Registry {
+        child,
+        port,
+        dir,
+        tls: ca.is_some(),
+    };
     for _ in 0..200 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
