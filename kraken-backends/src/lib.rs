@@ -27,6 +27,7 @@ pub mod fs;
 pub mod http;
 pub mod layout;
 mod names;
+mod object;
 pub mod registry;
 pub mod router;
 pub mod s3;

@@ -1,5 +1,5 @@
 //! The HTTP client under `object_store`: this crate's [`Transport`],
-//! plugged in as an `HttpConnector`.
+//! plugged in as an `HttpConnector` for every object-store backend.
 //!
 //! `object_store`'s own client is reqwest with its rustls features, which
 //! would unify into every reqwest client of the workspace and bring

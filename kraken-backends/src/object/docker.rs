@@ -1,4 +1,4 @@
-//! The S3 backend in the docker/distribution layout: uploads with the
+//! The object-store backends in the docker/distribution layout: uploads with the
 //! links a registry sharing the bucket needs, and listing from them.
 
 use bytes::Bytes;
@@ -7,10 +7,10 @@ use kraken_core::{BackendError, Namespace, UploadBody};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-use super::{S3Backend, classify, collect_exact};
+use super::{ObjectBackend, collect_exact};
 use crate::layout::{self, DockerObject, Link};
 
-impl S3Backend {
+impl ObjectBackend {
     /// Stores an object in the docker layout: its bytes, then its links;
     /// a tag's `current/link` is its bytes, so it goes last.
     pub(super) async fn upload_docker(
@@ -42,7 +42,7 @@ impl S3Backend {
                 self.put_bytes(&path, data).await?;
             }
         }
-        tracing::debug!(backend = "s3", %namespace, name, length, "object stored");
+        tracing::debug!(backend = self.kind, %namespace, name, length, "object stored");
         Ok(())
     }
 
@@ -65,7 +65,7 @@ impl S3Backend {
 
     async fn put_bytes(&self, path: &Path, data: Bytes) -> Result<(), BackendError> {
         let put = self.store.put(path, PutPayload::from(data)).await;
-        put.map_err(|e| classify(e, "put"))?;
+        put.map_err(self.fail("put"))?;
         Ok(())
     }
 
@@ -95,7 +95,7 @@ impl S3Backend {
         let tags = self.key(&listing.tags_dir)?;
         let mut keys = self.store.list(Some(&tags));
         while let Some(meta) = keys.next().await {
-            let meta = meta.map_err(|e| classify(e, "list"))?;
+            let meta = meta.map_err(self.fail("list"))?;
             let parts: Vec<_> = meta
                 .location
                 .prefix_match(&tags)
@@ -115,7 +115,7 @@ impl S3Backend {
     /// Returns the names of the "directories" directly under `dir`.
     async fn subdirectories(&self, dir: &Path) -> Result<Vec<String>, BackendError> {
         let listed = self.store.list_with_delimiter(Some(dir)).await;
-        let listed = listed.map_err(|e| classify(e, "list"))?;
+        let listed = listed.map_err(self.fail("list"))?;
         let names = listed.common_prefixes.iter().filter_map(|p| p.filename());
         Ok(names.map(str::to_owned).collect())
     }
