@@ -7,6 +7,8 @@
 //!   templates, such as nginx with WebDAV `PUT` and JSON autoindex.
 //! - [`s3::S3Backend`]: an Amazon S3 bucket or an S3-compatible store
 //!   (Garage, Ceph RGW, MinIO), with multipart uploads for large objects.
+//! - `gcs::GcsBackend` and `azure::AzureBackend` (features `gcs` and
+//!   `azure`): Google Cloud Storage and Azure Blob Storage, the same way.
 //! - [`registry::RegistryBackend`]: any OCI or Docker registry as a
 //!   read-only pull-through source, with the Bearer token flow.
 //! - [`router::NamespaceRouter`]: picks a backend per namespace by anchored
@@ -22,8 +24,12 @@
 //! Failures of backend operations are [`BackendError`](kraken_core::BackendError)s;
 //! configuration and routing failures are this crate's [`Error`].
 
+#[cfg(feature = "azure")]
+pub mod azure;
 mod error;
 pub mod fs;
+#[cfg(feature = "gcs")]
+pub mod gcs;
 pub mod http;
 pub mod layout;
 mod names;
