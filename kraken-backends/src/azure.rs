@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::Error;
 use crate::layout::Layout;
 use crate::object::client::Connector;
-use crate::object::{ObjectBackend, Placement, delegate_backend};
+use crate::object::{ObjectBackend, Placement, Setup, delegate_backend};
 use crate::transport::TlsOptions;
 
 /// Options of the Azure backend, as they appear in config.
@@ -209,7 +209,7 @@ impl fmt::Debug for AzureBackendOptions {
 /// A [`Backend`](kraken_core::Backend) keeping objects in one Azure Blob
 /// Storage container.
 #[derive(Debug, Clone)]
-pub struct AzureBackend(ObjectBackend);
+pub struct AzureBackend(ObjectBackend, Setup);
 
 impl AzureBackend {
     /// Builds the backend; no request is made until the first operation.
@@ -235,17 +235,46 @@ impl AzureBackend {
             container = %options.container,
             "backend configured"
         );
+        let setup = setup(&options);
         let placement = Placement {
             prefix: options.prefix,
             layout: options.layout,
             multipart_threshold: options.multipart_threshold,
             part_size: options.part_size,
         };
-        Ok(AzureBackend(ObjectBackend::new(
-            "azure",
-            Arc::new(store),
-            placement,
-        )))
+        let backend = ObjectBackend::new("azure", Arc::new(store), placement);
+        Ok(AzureBackend(backend, setup))
+    }
+
+    /// Lists the container once, so a missing one or refused credentials show
+    /// at start-up.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` when it does not exist, `Unauthorized` when the
+    /// credentials are refused, each with a message saying what to set;
+    /// any other failure of the listing.
+    pub async fn check(&self) -> Result<(), kraken_core::BackendError> {
+        self.0.check(&self.1).await
+    }
+}
+
+/// Describes the store and the source of credentials for `check`.
+fn setup(options: &AzureBackendOptions) -> Setup {
+    let credentials = match (&options.access_key, &options.sas_token, options.from_env) {
+        (Some(_), _, _) => "account access key".to_owned(),
+        (_, Some(_), _) => "SAS token".to_owned(),
+        (_, _, true) => "credentials from the AZURE_* environment".to_owned(),
+        _ => "default credentials (no key is configured)".to_owned(),
+    };
+    Setup {
+        store: format!(
+            "container `{}` of account `{}`",
+            options.container, options.account
+        ),
+        credentials,
+        fix: "set access_key or sas_token, or from_env to read AZURE_STORAGE_ACCESS_KEY, or \
+              AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET",
     }
 }
 

@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use crate::Error;
 use crate::layout::Layout;
 use crate::object::client::Connector;
-use crate::object::{ObjectBackend, Placement, delegate_backend};
+use crate::object::{ObjectBackend, Placement, Setup, delegate_backend};
 use crate::transport::TlsOptions;
 
 /// Options of the GCS backend, as they appear in config.
@@ -224,7 +224,7 @@ impl fmt::Debug for GcsBackendOptions {
 
 /// A [`Backend`](kraken_core::Backend) keeping objects in one GCS bucket.
 #[derive(Debug, Clone)]
-pub struct GcsBackend(ObjectBackend);
+pub struct GcsBackend(ObjectBackend, Setup);
 
 impl GcsBackend {
     /// Builds the backend; no request is made until the first operation.
@@ -245,17 +245,55 @@ impl GcsBackend {
                 reason: e.to_string(),
             })?;
         tracing::info!(backend = "gcs", bucket = %options.bucket, "backend configured");
+        let setup = setup(&options);
         let placement = Placement {
             prefix: options.prefix,
             layout: options.layout,
             multipart_threshold: options.multipart_threshold,
             part_size: options.part_size,
         };
-        Ok(GcsBackend(ObjectBackend::new(
-            "gcs",
-            Arc::new(store),
-            placement,
-        )))
+        let backend = ObjectBackend::new("gcs", Arc::new(store), placement);
+        Ok(GcsBackend(backend, setup))
+    }
+
+    /// Lists the bucket once, so a missing one or refused credentials show
+    /// at start-up.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` when it does not exist, `Unauthorized` when the
+    /// credentials are refused, each with a message saying what to set;
+    /// any other failure of the listing.
+    pub async fn check(&self) -> Result<(), kraken_core::BackendError> {
+        self.0.check(&self.1).await
+    }
+}
+
+/// Describes the store and the source of credentials for `check`.
+fn setup(options: &GcsBackendOptions) -> Setup {
+    let credentials = match (
+        &options.service_account_key,
+        &options.service_account_path,
+        options.anonymous,
+        options.from_env,
+    ) {
+        (Some(_), _, _, _) => "service account key".to_owned(),
+        (_, Some(path), _, _) => format!("service account key in {path}"),
+        (_, _, true, _) => "empty token (anonymous)".to_owned(),
+        (_, _, _, true) => {
+            "credentials from the GOOGLE_* environment or the metadata server".to_owned()
+        }
+        _ => "metadata-server credentials (no key is configured)".to_owned(),
+    };
+    Setup {
+        store: format!(
+            "bucket `{}` at {}",
+            options.bucket,
+            options.base_url.as_deref().unwrap_or("Google")
+        ),
+        credentials,
+        fix: "set service_account_key or service_account_path, or from_env to read \
+              GOOGLE_APPLICATION_CREDENTIALS, or run with a service account attached",
     }
 }
 

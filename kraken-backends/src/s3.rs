@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use crate::Error;
 use crate::layout::Layout;
 use crate::object::client::Connector;
-use crate::object::{ObjectBackend, Placement, delegate_backend};
+use crate::object::{ObjectBackend, Placement, Setup, delegate_backend};
 use crate::transport::TlsOptions;
 
 /// S3's smallest part (but the last) of a multipart upload.
@@ -215,7 +215,7 @@ impl fmt::Debug for S3BackendOptions {
 }
 /// A [`Backend`] keeping objects in one S3 bucket.
 #[derive(Debug, Clone)]
-pub struct S3Backend(ObjectBackend);
+pub struct S3Backend(ObjectBackend, Setup);
 
 impl S3Backend {
     /// Builds the backend; no request is made until the first operation.
@@ -240,17 +240,47 @@ impl S3Backend {
             endpoint = options.endpoint.as_deref().unwrap_or("aws"),
             "backend configured"
         );
+        let setup = setup(&options);
         let placement = Placement {
             prefix: options.prefix,
             layout: options.layout,
             multipart_threshold: options.multipart_threshold,
             part_size: options.part_size,
         };
-        Ok(S3Backend(ObjectBackend::new(
-            "s3",
-            Arc::new(store),
-            placement,
-        )))
+        let backend = ObjectBackend::new("s3", Arc::new(store), placement);
+        Ok(S3Backend(backend, setup))
+    }
+
+    /// Lists the bucket once, so a missing one or refused credentials show
+    /// at start-up.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` when it does not exist, `Unauthorized` when the
+    /// credentials are refused, each with a message saying what to set;
+    /// any other failure of the listing.
+    pub async fn check(&self) -> Result<(), kraken_core::BackendError> {
+        self.0.check(&self.1).await
+    }
+}
+
+/// Describes the store and the source of credentials for `check`.
+fn setup(options: &S3BackendOptions) -> Setup {
+    let credentials = match (&options.access_key_id, options.from_env) {
+        (Some(id), _) => format!("static keys of access key {id}"),
+        (None, true) => "credentials from the AWS_* environment or the instance role".to_owned(),
+        (None, false) => "instance-role credentials (no keys are configured)".to_owned(),
+    };
+    Setup {
+        store: format!(
+            "bucket `{}` at {} (region {})",
+            options.bucket,
+            options.endpoint.as_deref().unwrap_or("AWS"),
+            options.region
+        ),
+        credentials,
+        fix: "set access_key_id and secret_access_key, or from_env to read AWS_ACCESS_KEY_ID \
+              and AWS_SECRET_ACCESS_KEY (or a web identity), or run with an instance role",
     }
 }
 

@@ -176,3 +176,27 @@ async fn block_list_uploads_round_trip_and_a_wrong_key_is_refused() {
     let missing = backend.stat(&ns, "never-written").await.unwrap_err();
     assert_eq!(missing.kind(), BackendErrorKind::NotFound, "{missing}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_start_up_check_names_a_missing_container() {
+    let Some(azurite) = start_azurite().await else {
+        return;
+    };
+    AzureBackend::new(azurite.options())
+        .unwrap()
+        .check()
+        .await
+        .unwrap();
+    let missing = AzureBackend::new(AzureBackendOptions {
+        container: "no-such-container".into(),
+        max_retries: 0,
+        ..azurite.options()
+    })
+    .unwrap();
+    let error = missing.check().await.unwrap_err();
+    assert_eq!(error.kind(), BackendErrorKind::NotFound, "{error}");
+    assert!(
+        error.message().contains("container `no-such-container`"),
+        "{error}"
+    );
+}

@@ -177,3 +177,69 @@ async fn server_statuses_map_to_kinds() {
         assert_eq!(error.kind(), kind, "list answered {status}: {error}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_start_up_check_names_a_missing_bucket_and_refused_credentials() {
+    let Some(garage) = start_garage() else {
+        return;
+    };
+    garage.backend().check().await.unwrap();
+
+    let missing = S3Backend::new(S3BackendOptions {
+        bucket: "no-such-bucket".into(),
+        max_retries: 0,
+        ..garage.options()
+    })
+    .unwrap();
+    let error = missing.check().await.unwrap_err();
+    assert_eq!(error.kind(), BackendErrorKind::NotFound, "{error}");
+    let message = error.message();
+    assert!(
+        message.contains("bucket `no-such-bucket` at http://127.0.0.1"),
+        "{message}"
+    );
+    assert!(message.contains("does not exist"), "{message}");
+
+    let wrong = S3Backend::new(S3BackendOptions {
+        secret_access_key: Some("1".repeat(64)),
+        max_retries: 0,
+        ..garage.options()
+    })
+    .unwrap();
+    let error = wrong.check().await.unwrap_err();
+    assert_eq!(error.kind(), BackendErrorKind::Unauthorized, "{error}");
+    let message = error.message();
+    assert!(
+        message.contains(&format!("static keys of access key {ACCESS_KEY}")),
+        "{message}"
+    );
+    assert!(
+        message.contains("set access_key_id and secret_access_key"),
+        "{message}"
+    );
+    assert!(
+        !message.contains(&"1".repeat(64)),
+        "the secret stays out: {message}"
+    );
+
+    // No keys and no environment: the instance role, which a test machine
+    // lacks; the message says what to set instead.
+    let keyless = S3Backend::new(S3BackendOptions {
+        access_key_id: None,
+        secret_access_key: None,
+        max_retries: 0,
+        connect_timeout: Duration::from_secs(1),
+        ..garage.options()
+    })
+    .unwrap();
+    let error = tokio::time::timeout(Duration::from_secs(60), keyless.check())
+        .await
+        .expect("the check gives up")
+        .unwrap_err();
+    let message = error.message();
+    assert!(
+        message.contains("instance-role credentials (no keys are configured)"),
+        "{message}"
+    );
+    assert!(message.contains("from_env"), "{message}");
+}

@@ -130,6 +130,18 @@ pub(crate) struct ObjectBackend {
     part_size: usize,
 }
 
+/// What an [`ObjectBackend`] talks to, in the words its start-up check
+/// uses.
+#[derive(Debug, Clone)]
+pub(crate) struct Setup {
+    /// The store, such as ``bucket `b` at http://127.0.0.1:3900``.
+    pub(crate) store: String,
+    /// Where the credentials come from, such as `static keys`.
+    pub(crate) credentials: String,
+    /// What to set to fix refused or missing credentials.
+    pub(crate) fix: &'static str,
+}
+
 /// How an [`ObjectBackend`] lays out and uploads objects.
 #[derive(Debug, Clone)]
 pub(crate) struct Placement {
@@ -161,6 +173,46 @@ impl ObjectBackend {
     fn fail(&self, what: &'static str) -> impl Fn(object_store::Error) -> BackendError + 'static {
         let kind = self.kind;
         move |e| classify(kind, e, what)
+    }
+
+    /// Lists the store once under the prefix, so a missing bucket or bad
+    /// credentials show at start-up rather than on the first pull; the
+    /// error says what `setup` is and how to fix it.
+    ///
+    /// # Errors
+    ///
+    /// The listing's error, of the same kind, with a message that names
+    /// the store, the source of the credentials and what to set.
+    pub(crate) async fn check(&self, setup: &Setup) -> Result<(), BackendError> {
+        let dir = Path::parse(&self.prefix).map_err(|e| {
+            BackendError::new(BackendErrorKind::Other, "bad key prefix").with_source(e)
+        })?;
+        let dir = (!self.prefix.is_empty()).then_some(dir);
+        let listed = self.store.list_with_delimiter(dir.as_ref()).await;
+        let Err(e) = listed else {
+            tracing::info!(backend = self.kind, store = %setup.store, "backend reachable");
+            return Ok(());
+        };
+        let error = self.fail("check")(e);
+        let message = match error.kind() {
+            BackendErrorKind::NotFound => format!(
+                "{} does not exist or is not visible to these credentials: create it or \
+                 correct the options",
+                setup.store
+            ),
+            BackendErrorKind::Unauthorized | BackendErrorKind::Forbidden => format!(
+                "{} refused the {}: {}",
+                setup.store, setup.credentials, setup.fix
+            ),
+            _ => format!(
+                "{} is not usable with the {} ({}): {}",
+                setup.store,
+                setup.credentials,
+                error.message(),
+                setup.fix
+            ),
+        };
+        Err(BackendError::new(error.kind(), message).with_source(error))
     }
 
     fn stream_of(
