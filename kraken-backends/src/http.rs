@@ -632,7 +632,7 @@ fn expect_success(response: &Response, what: &str) -> Result<(), BackendError> {
 }
 
 /// Drains a body declared empty, failing with `Corrupt` if it is not.
-async fn empty_body(mut body: UploadBody) -> Result<UploadBody, BackendError> {
+pub(crate) async fn empty_body(mut body: UploadBody) -> Result<UploadBody, BackendError> {
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| {
             BackendError::new(BackendErrorKind::Other, "upload body failed").with_source(e)
@@ -648,9 +648,9 @@ async fn empty_body(mut body: UploadBody) -> Result<UploadBody, BackendError> {
 /// The largest body read whole: a listing or a hashed name's companion.
 const MAX_SMALL_BODY: u64 = 64 * 1024 * 1024;
 
-const BODY_OK: u8 = 0;
-const BODY_WRONG_LENGTH: u8 = 1;
-const BODY_FAILED: u8 = 2;
+pub(crate) const BODY_OK: u8 = 0;
+pub(crate) const BODY_WRONG_LENGTH: u8 = 1;
+pub(crate) const BODY_FAILED: u8 = 2;
 
 /// Passes `body` on while checking it holds exactly `length` bytes; on a
 /// mismatch or a failure it records why in `state` and fails the stream,
@@ -659,7 +659,7 @@ const BODY_FAILED: u8 = 2;
 /// The last chunk is held back until the body is known to end there: the
 /// HTTP client stops reading once `Content-Length` bytes went out, so extra
 /// bytes would otherwise go unnoticed.
-fn exact_length(
+pub(crate) fn exact_length(
     body: UploadBody,
     length: u64,
     state: Arc<AtomicU8>,

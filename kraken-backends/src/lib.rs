@@ -9,6 +9,8 @@
 //!   (Garage, Ceph RGW, MinIO), with multipart uploads for large objects.
 //! - `gcs::GcsBackend` and `azure::AzureBackend` (features `gcs` and
 //!   `azure`): Google Cloud Storage and Azure Blob Storage, the same way.
+//! - `webhdfs::WebHdfsBackend` (feature `webhdfs`): HDFS through its
+//!   WebHDFS REST API.
 //! - [`registry::RegistryBackend`]: any OCI or Docker registry as a
 //!   read-only pull-through source, with the Bearer token flow.
 //! - [`router::NamespaceRouter`]: picks a backend per namespace by anchored
@@ -40,6 +42,8 @@ pub mod s3;
 mod status;
 mod transport;
 pub mod verify;
+#[cfg(feature = "webhdfs")]
+pub mod webhdfs;
 pub mod wrappers;
 
 pub use error::Error;

@@ -213,7 +213,7 @@ impl fmt::Debug for S3BackendOptions {
             .finish()
     }
 }
-/// A [`Backend`] keeping objects in one S3 bucket.
+/// A [`Backend`](kraken_core::Backend) keeping objects in one S3 bucket.
 #[derive(Debug, Clone)]
 pub struct S3Backend(ObjectBackend, Setup);
 
