@@ -47,7 +47,4 @@ pub enum Error {
         /// The kind of the backend it routes to.
         backend: &'static str,
     },
-    /// The HTTP client could not be built from the options.
-    #[error("cannot build the HTTP client")]
-    HttpClient(#[source] reqwest::Error),
 }

@@ -17,6 +17,12 @@
 //! itself in `<namespace…>/@names/#<sha256>` for listing; `#` is escaped in
 //! ordinary names, so the two forms never meet. Uploads are written to `@tmp`, flushed to disk, then renamed
 //! into place, so a reader sees the old object or the new one, never a part.
+//!
+//! Opened with [`Layout::DockerRegistry`], the root is a docker/distribution
+//! storage root instead (the `rootdirectory` of a registry's filesystem
+//! driver), laid out as `crate::layout` describes, so a vanilla registry
+//! and this backend read each other's writes; only digests and `repo:tag`
+//! names exist there.
 
 use std::io::{self, SeekFrom};
 use std::ops::Range;
@@ -32,6 +38,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
 
+use crate::layout::{self, DockerObject, Layout};
 use crate::names::{hashed_name, stored_name, unescape};
 
 const OBJECTS_DIR: &str = "@objects";
@@ -40,6 +47,11 @@ const TMP_DIR: &str = "@tmp";
 const READ_CHUNK: usize = 256 * 1024;
 
 /// Options of the filesystem backend.
+///
+/// The layout is chosen with [`FsBackend::open_with_layout`].
+// TODO: move the layout in here, as `S3BackendOptions::layout`, once
+// kraken-p2p's tests build these options with `FsBackendOptions::new`; a
+// new field now would break their struct literal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FsBackendOptions {
@@ -47,21 +59,62 @@ pub struct FsBackendOptions {
     pub root: PathBuf,
 }
 
+impl FsBackendOptions {
+    /// Creates options for objects under `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        FsBackendOptions { root: root.into() }
+    }
+}
+
 /// A [`Backend`] that keeps objects as files under one root directory.
 #[derive(Debug, Clone)]
 pub struct FsBackend {
     root: PathBuf,
+    layout: Layout,
 }
 
 impl FsBackend {
-    /// Opens the backend, creating its root when missing.
+    /// Opens the backend in its plain layout, creating its root when
+    /// missing.
     ///
     /// # Errors
     ///
     /// When the root cannot be created.
     pub async fn open(options: FsBackendOptions) -> Result<Self, BackendError> {
+        Self::open_with_layout(options, Layout::Plain).await
+    }
+
+    /// Opens the backend in `layout`, creating its root when missing.
+    ///
+    /// # Errors
+    ///
+    /// When the root cannot be created.
+    pub async fn open_with_layout(
+        options: FsBackendOptions,
+        layout: Layout,
+    ) -> Result<Self, BackendError> {
         tokio::fs::create_dir_all(options.root.join(TMP_DIR)).await?;
-        Ok(FsBackend { root: options.root })
+        Ok(FsBackend {
+            root: options.root,
+            layout,
+        })
+    }
+
+    /// Returns the file holding an object's bytes.
+    fn read_path(&self, namespace: &Namespace, name: &str) -> Result<PathBuf, BackendError> {
+        match self.layout {
+            Layout::Plain => self.object_path(namespace, name),
+            Layout::DockerRegistry => match DockerObject::parse(name)? {
+                Some(object) => Ok(self.root.join(object.path())),
+                None => Err(BackendError::not_found(format!(
+                    "{name:.80}: the docker_registry layout holds only digests and repo:tag"
+                ))),
+            },
+        }
+    }
+
+    fn tmp_path(&self) -> PathBuf {
+        self.root.join(TMP_DIR).join(hex_suffix())
     }
 
     fn namespace_dir(&self, namespace: &Namespace, which: &str) -> PathBuf {
@@ -81,7 +134,7 @@ impl FsBackend {
     async fn write_long_name(&self, namespace: &Namespace, name: &str) -> io::Result<()> {
         let dir = self.namespace_dir(namespace, NAMES_DIR);
         tokio::fs::create_dir_all(&dir).await?;
-        let tmp = self.root.join(TMP_DIR).join(hex_suffix());
+        let tmp = self.tmp_path();
         tokio::fs::write(&tmp, name).await?;
         tokio::fs::rename(&tmp, dir.join(hashed_name(name))).await
     }
@@ -110,7 +163,7 @@ impl Backend for FsBackend {
     }
 
     async fn stat(&self, namespace: &Namespace, name: &str) -> Result<ObjectInfo, BackendError> {
-        let meta = tokio::fs::metadata(self.object_path(namespace, name)?).await?;
+        let meta = tokio::fs::metadata(self.read_path(namespace, name)?).await?;
         Ok(ObjectInfo { size: meta.len() })
     }
 
@@ -120,7 +173,7 @@ impl Backend for FsBackend {
         name: &str,
         range: Option<Range<u64>>,
     ) -> Result<BackendStream, BackendError> {
-        let mut file = tokio::fs::File::open(self.object_path(namespace, name)?).await?;
+        let mut file = tokio::fs::File::open(self.read_path(namespace, name)?).await?;
         let size = file.metadata().await?.len();
         let range = range.unwrap_or(0..size);
         let start = range.start.min(size);
@@ -137,8 +190,11 @@ impl Backend for FsBackend {
         length: u64,
         body: UploadBody,
     ) -> Result<(), BackendError> {
+        if self.layout == Layout::DockerRegistry {
+            return self.upload_docker(namespace, name, length, body).await;
+        }
         let target = self.object_path(namespace, name)?;
-        let tmp = self.root.join(TMP_DIR).join(hex_suffix());
+        let tmp = self.tmp_path();
         let written = write_file(&tmp, length, body).await;
         if let Err(e) = written {
             let _ = tokio::fs::remove_file(&tmp).await;
@@ -150,12 +206,7 @@ impl Backend for FsBackend {
         {
             self.write_long_name(namespace, name).await?;
         }
-        let parent = target.parent().expect("object paths have a parent");
-        tokio::fs::create_dir_all(parent).await?;
-        if let Err(e) = tokio::fs::rename(&tmp, &target).await {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(e.into());
-        }
+        place(&tmp, &target).await?;
         tracing::debug!(backend = "fs", %namespace, name, length, "object stored");
         Ok(())
     }
@@ -167,20 +218,125 @@ impl Backend for FsBackend {
         page: Option<&str>,
         limit: usize,
     ) -> Result<ListPage, BackendError> {
-        let files = match read_file_names(&self.namespace_dir(namespace, OBJECTS_DIR)).await {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(ListPage::default()),
-            other => other?,
-        };
+        if self.layout == Layout::DockerRegistry {
+            let names = self.docker_names(namespace).await?;
+            return Ok(layout::page(names, prefix, page, limit));
+        }
+        let files = read_names_or_none(&self.namespace_dir(namespace, OBJECTS_DIR)).await?;
         let mut names = Vec::with_capacity(files.len());
         for file in files {
             names.extend(self.name_of(namespace, &file).await);
         }
-        names.retain(|n| n.starts_with(prefix) && page.is_none_or(|after| n.as_str() > after));
-        names.sort_unstable();
-        let more = names.len() > limit.max(1);
-        names.truncate(limit.max(1));
-        let next = more.then(|| names.last().cloned()).flatten();
-        Ok(ListPage { names, next })
+        Ok(layout::page(names, prefix, page, limit))
+    }
+}
+
+impl FsBackend {
+    /// Stores an object in the docker layout: the bytes in a temp file
+    /// first, then the links a registry needs, then the object in place.
+    async fn upload_docker(
+        &self,
+        namespace: &Namespace,
+        name: &str,
+        length: u64,
+        body: UploadBody,
+    ) -> Result<(), BackendError> {
+        let object = DockerObject::parse_for_upload(name)?;
+        let tmp = self.tmp_path();
+        let stored = match write_file(&tmp, length, body).await {
+            Ok(()) => self.docker_links(namespace, &object, &tmp, length).await,
+            Err(e) => Err(e),
+        };
+        let placed = match stored {
+            Ok(()) => place(&tmp, &self.root.join(object.path())).await,
+            Err(e) => Err(e),
+        };
+        if placed.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        placed?;
+        tracing::debug!(backend = "fs", %namespace, name, length, "object stored");
+        Ok(())
+    }
+
+    /// Writes the links of an object whose bytes are in `tmp`.
+    async fn docker_links(
+        &self,
+        namespace: &Namespace,
+        object: &DockerObject,
+        tmp: &Path,
+        length: u64,
+    ) -> Result<(), BackendError> {
+        let links = match object {
+            DockerObject::Blob(digest) => {
+                let repository = layout::repository_of(namespace)?;
+                let head = if length <= layout::MAX_MANIFEST {
+                    Some(tokio::fs::read(tmp).await?)
+                } else {
+                    None
+                };
+                layout::blob_links(repository, digest, head.as_deref())
+            }
+            DockerObject::Tag { repository, tag } => {
+                if length > layout::MAX_TAG_OBJECT {
+                    return Err(layout::bad_tag_object());
+                }
+                let target = layout::tag_target(&tokio::fs::read(tmp).await?)?;
+                layout::tag_links(repository, tag, &target)
+            }
+        };
+        for link in links {
+            let tmp = self.tmp_path();
+            tokio::fs::write(&tmp, &link.target).await?;
+            place(&tmp, &self.root.join(&link.path)).await?;
+        }
+        Ok(())
+    }
+
+    /// Lists the digests linked in, and the tags of, a namespace's
+    /// repository in the docker layout.
+    async fn docker_names(&self, namespace: &Namespace) -> Result<Vec<String>, BackendError> {
+        let listing = layout::listing(namespace)?;
+        let mut names = Vec::new();
+        for (dir, algorithm) in &listing.digest_dirs {
+            let entries = read_names_or_none(&self.root.join(dir)).await?;
+            names.extend(
+                entries
+                    .iter()
+                    .filter_map(|e| layout::digest_entry(algorithm, e)),
+            );
+        }
+        let tags = self.root.join(&listing.tags_dir);
+        for entry in read_names_or_none(&tags).await? {
+            let current = tags.join(&entry).join("current/link");
+            if tokio::fs::try_exists(&current).await? {
+                names.extend(layout::tag_entry(namespace, &entry));
+            }
+        }
+        Ok(names)
+    }
+}
+
+/// Renames `tmp` to `target`, creating its directory; removes `tmp` if
+/// that fails.
+async fn place(tmp: &Path, target: &Path) -> Result<(), BackendError> {
+    let parent = target.parent().expect("object paths have a parent");
+    let renamed = match tokio::fs::create_dir_all(parent).await {
+        Ok(()) => tokio::fs::rename(tmp, target).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = renamed {
+        let _ = tokio::fs::remove_file(tmp).await;
+        return Err(e.into());
+    }
+    Ok(())
+}
+
+/// Returns the entry names of `dir`, none when it does not exist.
+async fn read_names_or_none(dir: &Path) -> Result<Vec<String>, BackendError> {
+    match read_file_names(dir).await {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        other => Ok(other?),
     }
 }
 

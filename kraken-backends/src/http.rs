@@ -1,4 +1,4 @@
-//! A backend on any plain HTTP file server: nginx with WebDAV `PUT`, a CDN
+//! A backend on any HTTP file server: nginx with WebDAV `PUT`, a CDN
 //! in front of a bucket, an artifact store. It exists so a cluster can use
 //! storage it already has without a bespoke client.
 //!
@@ -52,20 +52,23 @@ use std::io;
 use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::stream::{self, StreamExt, TryStreamExt};
+use futures::stream::{self, StreamExt};
+use http::header::{AUTHORIZATION, CONTENT_LENGTH, RANGE};
+use http::{HeaderValue, Method, StatusCode};
 use kraken_core::{
     Backend, BackendError, BackendErrorKind, BackendStream, Capabilities, ListPage, Namespace,
     ObjectInfo, UploadBody,
 };
 use percent_encoding::{percent_decode_str, utf8_percent_encode};
-use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, HeaderMap, RANGE, RETRY_AFTER};
-use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 use serde::{Deserialize, Serialize};
+use url::Url;
 
+use crate::status::{self, check_content_range, slice, status_error};
+use crate::transport::{self, RequestBody, Response, TlsOptions, Transport};
 use crate::{Error, names};
 
 /// Options of the HTTP backend, as they appear in config.
@@ -92,6 +95,9 @@ pub struct HttpBackendOptions {
     /// Credentials sent with every request.
     #[serde(default)]
     pub auth: Option<HttpAuth>,
+    /// Which servers to trust on `https://` templates.
+    #[serde(default)]
+    pub tls: TlsOptions,
 }
 
 impl HttpBackendOptions {
@@ -108,6 +114,7 @@ impl HttpBackendOptions {
             list: Some(format!("{base}/{{namespace}}/")),
             timeouts: HttpTimeouts::default(),
             auth: None,
+            tls: TlsOptions::default(),
         }
     }
 
@@ -127,6 +134,7 @@ impl HttpBackendOptions {
         if let Some(list) = &self.list {
             Template::new("list", list, false)?;
         }
+        self.tls.validate()?;
         self.timeouts.validate()
     }
 }
@@ -245,8 +253,10 @@ impl Template {
             .replace("{namespace}", "ns")
             .replace("{name}", "name");
         match Url::parse(&sample) {
-            Ok(url) if url.scheme() == "http" => Ok(Template(template.to_owned())),
-            Ok(_) => Err(bad("only http:// URLs are supported until TLS arrives")),
+            Ok(url) if matches!(url.scheme(), "http" | "https") => {
+                Ok(Template(template.to_owned()))
+            }
+            Ok(_) => Err(bad("only http:// and https:// URLs are supported")),
             Err(_) => Err(bad("not a URL")),
         }
     }
@@ -288,12 +298,13 @@ fn file_name(name: &str) -> Result<(String, bool), BackendError> {
 /// URL layout.
 #[derive(Debug, Clone)]
 pub struct HttpBackend {
-    client: reqwest::Client,
+    transport: Transport,
     get: Template,
     head: Template,
     put: Option<Template>,
     list: Option<Template>,
-    auth: Option<HttpAuth>,
+    /// The `Authorization` value of every request, marked sensitive.
+    auth: Option<HeaderValue>,
     timeouts: HttpTimeouts,
 }
 
@@ -302,21 +313,24 @@ impl HttpBackend {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidOption`] when the options do not validate;
-    /// [`Error::HttpClient`] when the client cannot be built.
+    /// [`Error::InvalidOption`] when the options do not validate or the
+    /// TLS settings cannot be used.
     pub fn new(options: HttpBackendOptions) -> Result<Self, Error> {
         options.validate()?;
-        let client = reqwest::Client::builder()
-            .connect_timeout(options.timeouts.connect)
-            .read_timeout(options.timeouts.read_idle)
-            // A file server has no reason to redirect, and following one
-            // could carry credentials to another host.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(Error::HttpClient)?;
+        // The transport follows no redirects: a file server has no reason
+        // to send one, and following it could carry credentials elsewhere.
+        let transport = Transport::new(
+            options.timeouts.connect,
+            options.timeouts.read_idle,
+            &options.tls,
+        )?;
         let head = options.head.as_deref().unwrap_or(&options.get);
+        let auth = options.auth.map(|auth| match auth {
+            HttpAuth::Basic { username, password } => status::basic_auth(&username, &password),
+            HttpAuth::Bearer { token } => status::bearer_auth(&token),
+        });
         Ok(HttpBackend {
-            client,
+            transport,
             get: Template::new("get", &options.get, true)?,
             head: Template::new("head", head, true)?,
             put: options
@@ -329,36 +343,62 @@ impl HttpBackend {
                 .as_deref()
                 .map(|t| Template::new("list", t, false))
                 .transpose()?,
-            auth: options.auth,
+            auth,
             timeouts: options.timeouts,
         })
     }
 
-    fn request(&self, method: Method, url: Url) -> RequestBuilder {
-        let request = self.client.request(method, url);
+    fn request(&self, method: Method, url: &Url) -> http::request::Builder {
+        let request = http::Request::builder().method(method).uri(url.as_str());
         match &self.auth {
-            Some(HttpAuth::Basic { username, password }) => {
-                request.basic_auth(username, Some(password))
-            }
-            Some(HttpAuth::Bearer { token }) => request.bearer_auth(token),
+            Some(auth) => request.header(AUTHORIZATION, auth.clone()),
             None => request,
         }
     }
 
-    /// Sends `request`, waiting at most `limit` for the response headers.
+    /// Sends `request` with `body`, waiting at most `limit` for the
+    /// response headers.
     async fn send(
         &self,
-        request: RequestBuilder,
+        request: http::request::Builder,
+        body: RequestBody,
         limit: Duration,
         what: &str,
     ) -> Result<Response, BackendError> {
-        match tokio::time::timeout(limit, request.send()).await {
+        let request = request.body(body).map_err(|e| {
+            BackendError::new(BackendErrorKind::Other, format!("{what}: bad request"))
+                .with_source(e)
+        })?;
+        match tokio::time::timeout(limit, self.transport.send(request)).await {
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) => Err(transport_error(what, e)),
+            Ok(Err(e)) => Err(e.into_backend(what)),
             Err(_) => Err(BackendError::unavailable(format!(
                 "{what}: no response within {limit:?}"
             ))),
         }
+    }
+
+    /// Sends a request without a body, waiting at most the request timeout.
+    async fn send_empty(
+        &self,
+        method: Method,
+        url: &Url,
+        what: &str,
+    ) -> Result<Response, BackendError> {
+        let request = self.request(method, url);
+        self.send(request, transport::empty(), self.timeouts.request, what)
+            .await
+    }
+
+    async fn read_body(&self, response: Response, what: &str) -> Result<Bytes, BackendError> {
+        self.transport
+            .read_body(response, MAX_SMALL_BODY)
+            .await
+            .map_err(|e| e.into_backend(what))
+    }
+
+    fn body_stream(&self, response: Response, what: String) -> BackendStream {
+        transport::backend_stream(self.transport.body_stream(response), what)
     }
 
     /// Reads a small object whole, such as a hashed name's companion.
@@ -369,15 +409,10 @@ impl HttpBackend {
     ) -> Result<Option<Bytes>, BackendError> {
         let url = self.get.expand(namespace, Some(file))?;
         let what = format!("get {namespace}/{file}");
-        let response = self
-            .send(self.request(Method::GET, url), self.timeouts.request, &what)
-            .await?;
+        let response = self.send_empty(Method::GET, &url, &what).await?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(None),
-            s if s.is_success() => {
-                let body = response.bytes().await;
-                body.map(Some).map_err(|e| transport_error(&what, e))
-            }
+            s if s.is_success() => self.read_body(response, &what).await.map(Some),
             s => Err(status_error(s, response.headers(), &what)),
         }
     }
@@ -391,8 +426,11 @@ impl HttpBackend {
     ) -> Result<(), BackendError> {
         let url = template.expand(namespace, Some(file))?;
         let what = format!("put {namespace}/{file}");
-        let request = self.request(Method::PUT, url).body(data);
-        let response = self.send(request, self.timeouts.request, &what).await?;
+        let request = self.request(Method::PUT, &url);
+        let body = transport::full(data);
+        let response = self
+            .send(request, body, self.timeouts.request, &what)
+            .await?;
         expect_success(&response, &what)
     }
 
@@ -428,13 +466,7 @@ impl Backend for HttpBackend {
         let (file, _) = file_name(name)?;
         let url = self.head.expand(namespace, Some(&file))?;
         let what = format!("stat {namespace}/{name:.80}");
-        let response = self
-            .send(
-                self.request(Method::HEAD, url),
-                self.timeouts.request,
-                &what,
-            )
-            .await?;
+        let response = self.send_empty(Method::HEAD, &url, &what).await?;
         expect_success(&response, &what)?;
         // Read the header itself: a HEAD response has no body, so the
         // client's own length is no guide.
@@ -466,22 +498,26 @@ impl Backend for HttpBackend {
         let (file, _) = file_name(name)?;
         let url = self.get.expand(namespace, Some(&file))?;
         let what = format!("download {namespace}/{name:.80}");
-        let mut request = self.request(Method::GET, url);
+        let mut request = self.request(Method::GET, &url);
         if let Some(r) = &range {
             request = request.header(RANGE, format!("bytes={}-{}", r.start, r.end - 1));
         }
-        let response = self.send(request, self.timeouts.request, &what).await?;
+        let response = self
+            .send(request, transport::empty(), self.timeouts.request, &what)
+            .await?;
         let status = response.status();
         match (status, range) {
             (StatusCode::PARTIAL_CONTENT, Some(r)) => {
                 check_content_range(response.headers(), r.start, &what)?;
-                Ok(slice(body_stream(response, what), 0, r.end - r.start))
+                Ok(slice(self.body_stream(response, what), 0, r.end - r.start))
             }
             // The server ignored the Range header: cut the slice here.
-            (StatusCode::OK, Some(r)) => {
-                Ok(slice(body_stream(response, what), r.start, r.end - r.start))
-            }
-            (StatusCode::OK, None) => Ok(body_stream(response, what)),
+            (StatusCode::OK, Some(r)) => Ok(slice(
+                self.body_stream(response, what),
+                r.start,
+                r.end - r.start,
+            )),
+            (StatusCode::OK, None) => Ok(self.body_stream(response, what)),
             // The range starts at or past the end: clamped, that is nothing.
             (StatusCode::RANGE_NOT_SATISFIABLE, Some(_)) => Ok(stream::empty().boxed()),
             (s, _) => Err(status_error(s, response.headers(), &what)),
@@ -516,12 +552,11 @@ impl Backend for HttpBackend {
         let url = put.expand(namespace, Some(&file))?;
         let what = format!("upload {namespace}/{name:.80}");
         let state = Arc::new(AtomicU8::new(BODY_OK));
-        let body = exact_length(body, length, state.clone());
+        let body = transport::streaming(exact_length(body, length, state.clone()));
         let request = self
-            .request(Method::PUT, url)
-            .header(CONTENT_LENGTH, length)
-            .body(reqwest::Body::wrap_stream(body));
-        let sent = self.send(request, self.timeouts.upload, &what).await;
+            .request(Method::PUT, &url)
+            .header(CONTENT_LENGTH, length);
+        let sent = self.send(request, body, self.timeouts.upload, &what).await;
         match state.load(Ordering::Acquire) {
             BODY_WRONG_LENGTH => Err(BackendError::new(
                 BackendErrorKind::Corrupt,
@@ -551,17 +586,12 @@ impl Backend for HttpBackend {
         };
         let url = list.expand(namespace, None)?;
         let what = format!("list {namespace}");
-        let response = self
-            .send(self.request(Method::GET, url), self.timeouts.request, &what)
-            .await?;
+        let response = self.send_empty(Method::GET, &url, &what).await?;
         if response.status() == StatusCode::NOT_FOUND {
             return Ok(ListPage::default());
         }
         expect_success(&response, &what)?;
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| transport_error(&what, e))?;
+        let body = self.read_body(response, &what).await?;
         let mut names = Vec::new();
         for file in parse_autoindex(&body, &what)? {
             names.extend(self.listed_name(namespace, &file).await);
@@ -593,68 +623,6 @@ fn parse_autoindex(body: &[u8], what: &str) -> Result<Vec<String>, BackendError>
     Ok(files.map(|e| e.name).collect())
 }
 
-/// Classifies an HTTP status that is not the success an operation expects.
-///
-/// This is the one place statuses become kinds, so every operation answers
-/// the same way for the same status.
-fn status_error(status: StatusCode, headers: &HeaderMap, what: &str) -> BackendError {
-    let message = format!("{what}: server answered {status}");
-    let kind = match status.as_u16() {
-        // Absent. 410 is absence the server is sure of.
-        404 | 410 => BackendErrorKind::NotFound,
-        // Missing or wrong credentials, or no permission: retrying with the
-        // same credentials cannot help.
-        401 | 403 => BackendErrorKind::Unauthorized,
-        // The server asks us to slow down, maybe saying for how long.
-        429 => BackendErrorKind::RateLimited,
-        // The server gave up waiting for our request; a retry may fit.
-        408 => BackendErrorKind::Unavailable,
-        // The server or something in front of it failed: 500, 502, 503,
-        // 504 and the rest are all worth another try later.
-        500..=599 => BackendErrorKind::Unavailable,
-        // Every other 4xx says the request itself is wrong (405 method not
-        // allowed, 413 too large, 416 outside the object where a range was
-        // not expected), which a retry repeats.
-        400..=499 => BackendErrorKind::Other,
-        // Redirects are not followed and informational or unexpected
-        // success statuses are protocol surprises.
-        _ => BackendErrorKind::Other,
-    };
-    let error = BackendError::new(kind, message);
-    match retry_after(headers) {
-        Some(wait) if kind.is_retryable() => error.with_retry_after(wait),
-        _ => error,
-    }
-}
-
-/// Parses `Retry-After` as seconds or as an HTTP date.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(SystemTime::now()).unwrap_or_default())
-}
-
-/// Classifies a failure to get any answer: refused or reset connections
-/// and timeouts are outages, worth retrying.
-fn transport_error(what: &str, e: reqwest::Error) -> BackendError {
-    let kind = if e.is_builder() {
-        BackendErrorKind::Other
-    } else {
-        BackendErrorKind::Unavailable
-    };
-    let reason = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "cannot connect"
-    } else {
-        "request failed"
-    };
-    BackendError::new(kind, format!("{what}: {reason}")).with_source(e)
-}
-
 fn expect_success(response: &Response, what: &str) -> Result<(), BackendError> {
     let status = response.status();
     if status.is_success() {
@@ -663,56 +631,8 @@ fn expect_success(response: &Response, what: &str) -> Result<(), BackendError> {
     Err(status_error(status, response.headers(), what))
 }
 
-/// Checks a 206 answer starts where we asked; a server that sends another
-/// slice would hand the caller the wrong bytes.
-fn check_content_range(headers: &HeaderMap, start: u64, what: &str) -> Result<(), BackendError> {
-    let given = headers
-        .get(CONTENT_RANGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("bytes "))
-        .and_then(|v| v.split('-').next())
-        .and_then(|v| v.parse::<u64>().ok());
-    if given == Some(start) {
-        return Ok(());
-    }
-    let message = format!("{what}: partial content does not start at byte {start}");
-    Err(BackendError::new(BackendErrorKind::Other, message))
-}
-
-fn body_stream(response: Response, what: String) -> BackendStream {
-    response
-        .bytes_stream()
-        .map_err(move |e| transport_error(&what, e))
-        .boxed()
-}
-
-/// Drops the first `skip` bytes of `body` and ends it after `take` more.
-fn slice(body: BackendStream, skip: u64, take: u64) -> BackendStream {
-    stream::unfold(
-        (body, skip, take),
-        |(mut body, mut skip, mut take)| async move {
-            while take > 0 {
-                let mut chunk = match body.next().await? {
-                    Ok(chunk) => chunk,
-                    Err(e) => return Some((Err(e), (body, 0, 0))),
-                };
-                let dropped = skip.min(chunk.len() as u64);
-                skip -= dropped;
-                let _ = chunk.split_to(dropped as usize);
-                chunk.truncate(take.min(chunk.len() as u64) as usize);
-                take -= chunk.len() as u64;
-                if !chunk.is_empty() {
-                    return Some((Ok(chunk), (body, skip, take)));
-                }
-            }
-            None
-        },
-    )
-    .boxed()
-}
-
 /// Drains a body declared empty, failing with `Corrupt` if it is not.
-async fn empty_body(mut body: UploadBody) -> Result<UploadBody, BackendError> {
+pub(crate) async fn empty_body(mut body: UploadBody) -> Result<UploadBody, BackendError> {
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| {
             BackendError::new(BackendErrorKind::Other, "upload body failed").with_source(e)
@@ -725,9 +645,12 @@ async fn empty_body(mut body: UploadBody) -> Result<UploadBody, BackendError> {
     Ok(stream::empty().boxed())
 }
 
-const BODY_OK: u8 = 0;
-const BODY_WRONG_LENGTH: u8 = 1;
-const BODY_FAILED: u8 = 2;
+/// The largest body read whole: a listing or a hashed name's companion.
+const MAX_SMALL_BODY: u64 = 64 * 1024 * 1024;
+
+pub(crate) const BODY_OK: u8 = 0;
+pub(crate) const BODY_WRONG_LENGTH: u8 = 1;
+pub(crate) const BODY_FAILED: u8 = 2;
 
 /// Passes `body` on while checking it holds exactly `length` bytes; on a
 /// mismatch or a failure it records why in `state` and fails the stream,
@@ -736,7 +659,7 @@ const BODY_FAILED: u8 = 2;
 /// The last chunk is held back until the body is known to end there: the
 /// HTTP client stops reading once `Content-Length` bytes went out, so extra
 /// bytes would otherwise go unnoticed.
-fn exact_length(
+pub(crate) fn exact_length(
     body: UploadBody,
     length: u64,
     state: Arc<AtomicU8>,
@@ -826,44 +749,15 @@ mod tests {
     }
 
     #[test]
-    fn statuses_map_to_kinds() {
-        let mut headers = HeaderMap::new();
-        headers.insert(RETRY_AFTER, "7".parse().unwrap());
-        let kind = |code: u16| {
-            let status = StatusCode::from_u16(code).unwrap();
-            status_error(status, &headers, "op")
-        };
-        assert_eq!(kind(404).kind(), BackendErrorKind::NotFound);
-        assert_eq!(kind(401).kind(), BackendErrorKind::Unauthorized);
-        assert_eq!(kind(403).kind(), BackendErrorKind::Unauthorized);
-        assert_eq!(kind(429).kind(), BackendErrorKind::RateLimited);
-        assert_eq!(kind(429).retry_after(), Some(Duration::from_secs(7)));
-        for code in [500, 502, 503, 504] {
-            assert_eq!(kind(code).kind(), BackendErrorKind::Unavailable);
-            assert!(kind(code).is_retryable());
-        }
-        assert_eq!(kind(400).kind(), BackendErrorKind::Other);
-        assert!(!kind(400).is_retryable());
-        assert_eq!(kind(405).kind(), BackendErrorKind::Other);
-    }
-
-    #[test]
-    fn retry_after_takes_dates() {
-        let mut headers = HeaderMap::new();
-        let later = SystemTime::now() + Duration::from_secs(120);
-        let date = httpdate::fmt_http_date(later);
-        headers.insert(RETRY_AFTER, date.parse().unwrap());
-        let wait = retry_after(&headers).unwrap();
-        assert!(wait > Duration::from_secs(100) && wait <= Duration::from_secs(120));
-    }
-
-    #[test]
     fn options_validate() {
         let mut options = HttpBackendOptions::nginx("http://127.0.0.1:1/root/");
         options.validate().unwrap();
         options.list = Some("http://127.0.0.1:1/{namespace}/{name}".into());
         assert!(options.validate().is_err());
-        let mut options = HttpBackendOptions::nginx("https://127.0.0.1:1");
+        HttpBackendOptions::nginx("https://127.0.0.1:1")
+            .validate()
+            .unwrap();
+        let mut options = HttpBackendOptions::nginx("ftp://127.0.0.1:1");
         assert!(options.validate().is_err());
         options = HttpBackendOptions::nginx("http://127.0.0.1:1");
         options.timeouts.connect = Duration::ZERO;

@@ -7,6 +7,12 @@
 //!   templates, such as nginx with WebDAV `PUT` and JSON autoindex.
 //! - [`s3::S3Backend`]: an Amazon S3 bucket or an S3-compatible store
 //!   (Garage, Ceph RGW, MinIO), with multipart uploads for large objects.
+//! - `gcs::GcsBackend` and `azure::AzureBackend` (features `gcs` and
+//!   `azure`): Google Cloud Storage and Azure Blob Storage, the same way.
+//! - `webhdfs::WebHdfsBackend` (feature `webhdfs`): HDFS through its
+//!   WebHDFS REST API.
+//! - [`registry::RegistryBackend`]: any OCI or Docker registry as a
+//!   read-only pull-through source, with the Bearer token flow.
 //! - [`router::NamespaceRouter`]: picks a backend per namespace by anchored
 //!   regex, and is a backend itself, so an origin holds one
 //!   `Arc<dyn Backend>` whatever the routing.
@@ -20,13 +26,25 @@
 //! Failures of backend operations are [`BackendError`](kraken_core::BackendError)s;
 //! configuration and routing failures are this crate's [`Error`].
 
+#[cfg(feature = "azure")]
+pub mod azure;
 mod error;
 pub mod fs;
+#[cfg(feature = "gcs")]
+pub mod gcs;
 pub mod http;
+pub mod layout;
 mod names;
+mod object;
+pub mod registry;
 pub mod router;
 pub mod s3;
+mod status;
+mod transport;
 pub mod verify;
+#[cfg(feature = "webhdfs")]
+pub mod webhdfs;
 pub mod wrappers;
 
 pub use error::Error;
+pub use transport::TlsOptions;

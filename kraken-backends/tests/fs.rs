@@ -139,3 +139,49 @@ async fn nested_namespaces_do_not_mix() {
         ["app"]
     );
 }
+
+#[tokio::test]
+async fn docker_layout_keeps_blobs_and_tags_where_distribution_does() {
+    use kraken_backends::layout::Layout;
+    use kraken_core::Digest;
+
+    let dir = tempfile::tempdir().unwrap();
+    let options = FsBackendOptions::new(dir.path());
+    let backend = FsBackend::open_with_layout(options, Layout::DockerRegistry)
+        .await
+        .unwrap();
+    let ns = Namespace::new("library/app").unwrap();
+    let blob = Bytes::from_static(b"layer bytes");
+    let digest = Digest::sha256_of(&blob);
+    let name = digest.to_string();
+    backend
+        .upload(&ns, &name, 11, body(vec![Ok(blob.clone())]))
+        .await
+        .unwrap();
+    let tag = Bytes::from(name.clone());
+    backend
+        .upload(&ns, "library/app:v1", 71, body(vec![Ok(tag.clone())]))
+        .await
+        .unwrap();
+
+    let hex = digest.hex();
+    let v2 = dir.path().join("docker/registry/v2");
+    let data = v2.join(format!("blobs/sha256/{}/{hex}/data", &hex[..2]));
+    assert_eq!(std::fs::read(data).unwrap(), blob);
+    let current = v2.join("repositories/library/app/_manifests/tags/v1/current/link");
+    assert_eq!(std::fs::read(current).unwrap(), tag);
+    assert_eq!(read_all(&backend, &ns, &name).await, blob);
+    assert_eq!(read_all(&backend, &ns, "library/app:v1").await, tag);
+    let listed = backend.list(&ns, "", None, 10).await.unwrap();
+    assert_eq!(listed.names, ["library/app:v1", name.as_str()]);
+
+    let refused = backend.upload(&ns, "loose-name", 1, body(vec![])).await;
+    assert_eq!(refused.unwrap_err().kind(), BackendErrorKind::Other);
+    let missing = backend.stat(&ns, "loose-name").await.unwrap_err();
+    assert_eq!(missing.kind(), BackendErrorKind::NotFound);
+    let not_repo = Namespace::new("CI-cache").unwrap();
+    let refused = backend
+        .upload(&not_repo, &name, 11, body(vec![Ok(blob)]))
+        .await;
+    assert_eq!(refused.unwrap_err().kind(), BackendErrorKind::Other);
+}

@@ -4,9 +4,9 @@
 //! The nginx tests need the `nginx` binary (Debian's `nginx-light`). Without
 //! it they print why they skip, unless `CI` is set, where they fail.
 
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,136 +14,19 @@ use axum::extract::Path as UrlPath;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use bytes::Bytes;
+use common::free_port;
+use common::nginx::{self, Nginx, Site};
 use futures::StreamExt;
 use kraken_backends::http::{HttpBackend, HttpBackendOptions};
 use kraken_core::{Backend, BackendErrorKind, Namespace};
 
-/// An nginx serving a temp dir, killed on drop by its own handle.
-struct Nginx {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn nginx_binary() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let dirs = std::env::split_paths(&path).chain([PathBuf::from("/usr/sbin")]);
-    dirs.map(|d| d.join("nginx")).find(|p| p.is_file())
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-fn config(dir: &Path, port: u16) -> String {
-    let d = dir.display();
-    // One process (`master_process off`), so killing the child stops all of
-    // nginx rather than orphaning its workers. `user` matters only when the
-    // test runs as root, where nginx would otherwise drop to `nobody` and
-    // lose access to the temp dir; as another user it is ignored.
-    format!(
-        "user root;
-master_process off;
-daemon off;
-pid {d}/nginx.pid;
-error_log {d}/error.log;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/tmp/body;
-    proxy_temp_path {d}/tmp/proxy;
-    fastcgi_temp_path {d}/tmp/fastcgi;
-    uwsgi_temp_path {d}/tmp/uwsgi;
-    scgi_temp_path {d}/tmp/scgi;
-    server {{
-        listen 127.0.0.1:{port};
-        root {d}/root;
-        location / {{
-            dav_methods PUT DELETE;
-            create_full_put_path on;
-            client_max_body_size 0;
-            autoindex on;
-            autoindex_format json;
-        }}
-    }}
-}}
-"
-    )
-}
-
-/// Starts nginx, or returns `None` (after saying why) when it is missing
-/// outside CI.
 async fn start_nginx() -> Option<Nginx> {
-    let Some(binary) = nginx_binary() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "nginx is not installed; CI installs it with apt (nginx-light)"
-        );
-        eprintln!("skipping: nginx is not on PATH (apt-get install nginx-light)");
-        return None;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("root")).unwrap();
-    std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
-    let port = free_port();
-    let conf = dir.path().join("nginx.conf");
-    std::fs::write(&conf, config(dir.path(), port)).unwrap();
-    let child = Command::new(binary)
-        .arg("-p")
-        .arg(dir.path())
-        .arg("-e")
-        .arg(dir.path().join("error.log"))
-        .arg("-c")
-        .arg(&conf)
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut nginx = Nginx { child, port, dir };
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return Some(nginx);
-        }
-        if let Some(status) = nginx.child.try_wait().unwrap() {
-            let log = std::fs::read_to_string(nginx.dir.path().join("error.log"));
-            panic!("nginx exited with {status}: {}", log.unwrap_or_default());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("nginx did not listen on port {port}");
+    nginx::start_nginx(Site::Dav, None).await
 }
 
-impl Nginx {
-    fn backend(&self) -> HttpBackend {
-        let base = format!("http://127.0.0.1:{}/objects", self.port);
-        HttpBackend::new(HttpBackendOptions::nginx(&base)).unwrap()
-    }
-
-    fn files_in(&self, sub: &str) -> Vec<PathBuf> {
-        let mut files = Vec::new();
-        let mut dirs = vec![self.dir.path().join(sub)];
-        while let Some(dir) = dirs.pop() {
-            for entry in std::fs::read_dir(&dir).into_iter().flatten() {
-                let path = entry.unwrap().path();
-                if path.is_dir() {
-                    dirs.push(path);
-                } else {
-                    files.push(path);
-                }
-            }
-        }
-        files
-    }
+fn nginx_backend(nginx: &Nginx) -> HttpBackend {
+    let base = format!("http://127.0.0.1:{}/objects", nginx.port);
+    HttpBackend::new(HttpBackendOptions::nginx(&base)).unwrap()
 }
 
 async fn read_all(backend: &dyn Backend, ns: &Namespace, name: &str) -> Vec<u8> {
@@ -164,7 +47,7 @@ async fn passes_the_backend_suite_against_nginx() {
     let Some(nginx) = start_nginx().await else {
         return;
     };
-    kraken_core::testkit::backend_suite(Arc::new(nginx.backend())).await;
+    kraken_core::testkit::backend_suite(Arc::new(nginx_backend(&nginx))).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -172,7 +55,7 @@ async fn nginx_replaces_objects_through_a_temp_file() {
     let Some(nginx) = start_nginx().await else {
         return;
     };
-    let backend = Arc::new(nginx.backend());
+    let backend = Arc::new(nginx_backend(&nginx));
     let ns = Namespace::new("library/ubuntu").unwrap();
     backend
         .upload(&ns, "repo:tag", 3, body_of(b"old"))
@@ -275,6 +158,7 @@ fn backend_at(addr: SocketAddr, prefix: &str) -> HttpBackend {
         list: None,
         timeouts: Default::default(),
         auth: None,
+        tls: Default::default(),
     })
     .unwrap()
 }
@@ -286,7 +170,7 @@ async fn statuses_become_error_kinds() {
     let cases = [
         (404, BackendErrorKind::NotFound, false),
         (401, BackendErrorKind::Unauthorized, false),
-        (403, BackendErrorKind::Unauthorized, false),
+        (403, BackendErrorKind::Forbidden, false),
         (429, BackendErrorKind::RateLimited, true),
         (500, BackendErrorKind::Unavailable, true),
         (502, BackendErrorKind::Unavailable, true),

@@ -1,126 +1,19 @@
 //! The S3 backend against a real S3-compatible server that checks SigV4
-//! signatures: a single-node Garage on 127.0.0.1, one per test, set up by
-//! `shared/tools/s3/garage_single.sh`.
-//!
-//! The tests need `garage` 2.5 (`shared/tools/s3/install_garage.sh` builds
-//! it into `~/.cargo/bin`). Without it they print why they skip, unless
-//! `CI` is set, where they fail.
+//! signatures: a single-node Garage on 127.0.0.1, one per test (see
+//! `common::garage`).
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use bytesize::ByteSize;
+use common::free_port;
+use common::garage::{ACCESS_KEY, BUCKET, SECRET_KEY, start_garage};
 use futures::StreamExt;
 use kraken_backends::s3::{S3Backend, S3BackendOptions};
 use kraken_core::{Backend, BackendErrorKind, Namespace, UploadBody};
-
-/// The fixed credentials and bucket `garage_single.sh` sets up.
-const ACCESS_KEY: &str = "GK000000000000000000000001";
-const SECRET_KEY: &str = "0000000000000000000000000000000000000000000000000000000000000001";
-const BUCKET: &str = "test-bucket";
-
-/// A Garage started by the script, stopped by it (by its pid file) on drop.
-struct Garage {
-    script: PathBuf,
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Drop for Garage {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(&self.script)
-            .arg("stop")
-            .env("GARAGE_DIR", self.dir.path())
-            .status();
-    }
-}
-
-impl Garage {
-    fn options(&self) -> S3BackendOptions {
-        S3BackendOptions {
-            endpoint: Some(format!("http://127.0.0.1:{}", self.port)),
-            allow_http: true,
-            access_key_id: Some(ACCESS_KEY.into()),
-            secret_access_key: Some(SECRET_KEY.into()),
-            prefix: "kraken/test".into(),
-            ..S3BackendOptions::new(BUCKET, "us-east-1")
-        }
-    }
-
-    fn backend(&self) -> S3Backend {
-        S3Backend::new(self.options()).unwrap()
-    }
-}
-
-/// `shared/` sits beside the clone in CI and on the dev machine.
-fn script() -> PathBuf {
-    let beside = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/tools/s3");
-    let dir = if beside.is_dir() {
-        beside
-    } else {
-        PathBuf::from("/work/shared/tools/s3")
-    };
-    dir.join("garage_single.sh")
-}
-
-fn garage_binary() -> Option<PathBuf> {
-    let cargo_home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let dirs = cargo_home
-        .map(|h| h.join("bin"))
-        .into_iter()
-        .chain(std::env::split_paths(&path));
-    dirs.map(|d| d.join("garage")).find(|p| p.is_file())
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-/// Starts Garage, or returns `None` (after saying why) when it is missing
-/// outside CI.
-fn start_garage() -> Option<Garage> {
-    let Some(binary) = garage_binary() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "garage is not installed; .ci/run installs it with shared/tools/s3/install_garage.sh"
-        );
-        eprintln!("skipping: garage is not installed (shared/tools/s3/install_garage.sh)");
-        return None;
-    };
-    let script = script();
-    assert!(script.is_file(), "missing {}", script.display());
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let output = Command::new("bash")
-        .arg(&script)
-        .arg("start")
-        .env("GARAGE_BIN", binary)
-        .env("GARAGE_DIR", dir.path())
-        .env("S3_PORT", port.to_string())
-        .env("RPC_PORT", free_port().to_string())
-        .env("ADMIN_PORT", free_port().to_string())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    // Built before checking the status so a failed start is stopped too.
-    let garage = Garage { script, dir, port };
-    assert!(
-        output.status.success(),
-        "garage_single.sh failed: {}\n{}",
-        String::from_utf8_lossy(&output.stderr),
-        std::fs::read_to_string(garage.dir.path().join("garage.log")).unwrap_or_default()
-    );
-    Some(garage)
-}
 
 fn body_of(data: &Bytes) -> UploadBody {
     let chunks: Vec<_> = data
@@ -283,4 +176,70 @@ async fn server_statuses_map_to_kinds() {
         let error = backend.list(&ns, "", None, 10).await.unwrap_err();
         assert_eq!(error.kind(), kind, "list answered {status}: {error}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_start_up_check_names_a_missing_bucket_and_refused_credentials() {
+    let Some(garage) = start_garage() else {
+        return;
+    };
+    garage.backend().check().await.unwrap();
+
+    let missing = S3Backend::new(S3BackendOptions {
+        bucket: "no-such-bucket".into(),
+        max_retries: 0,
+        ..garage.options()
+    })
+    .unwrap();
+    let error = missing.check().await.unwrap_err();
+    assert_eq!(error.kind(), BackendErrorKind::NotFound, "{error}");
+    let message = error.message();
+    assert!(
+        message.contains("bucket `no-such-bucket` at http://127.0.0.1"),
+        "{message}"
+    );
+    assert!(message.contains("does not exist"), "{message}");
+
+    let wrong = S3Backend::new(S3BackendOptions {
+        secret_access_key: Some("1".repeat(64)),
+        max_retries: 0,
+        ..garage.options()
+    })
+    .unwrap();
+    let error = wrong.check().await.unwrap_err();
+    assert_eq!(error.kind(), BackendErrorKind::Unauthorized, "{error}");
+    let message = error.message();
+    assert!(
+        message.contains(&format!("static keys of access key {ACCESS_KEY}")),
+        "{message}"
+    );
+    assert!(
+        message.contains("set access_key_id and secret_access_key"),
+        "{message}"
+    );
+    assert!(
+        !message.contains(&"1".repeat(64)),
+        "the secret stays out: {message}"
+    );
+
+    // No keys and no environment: the instance role, which a test machine
+    // lacks; the message says what to set instead.
+    let keyless = S3Backend::new(S3BackendOptions {
+        access_key_id: None,
+        secret_access_key: None,
+        max_retries: 0,
+        connect_timeout: Duration::from_secs(1),
+        ..garage.options()
+    })
+    .unwrap();
+    let error = tokio::time::timeout(Duration::from_secs(60), keyless.check())
+        .await
+        .expect("the check gives up")
+        .unwrap_err();
+    let message = error.message();
+    assert!(
+        message.contains("instance-role credentials (no keys are configured)"),
+        "{message}"
+    );
+    assert!(message.contains("from_env"), "{message}");
 }

@@ -155,8 +155,11 @@ pub fn validate_object_name(name: &str) -> Result<(), BackendError> {
 pub enum BackendErrorKind {
     /// The object does not exist.
     NotFound,
-    /// Credentials are missing, wrong or lack permission.
+    /// Credentials are missing or wrong (HTTP 401).
     Unauthorized,
+    /// The credentials were accepted but lack permission for the object
+    /// (HTTP 403); an operator must grant access, so it is never retried.
+    Forbidden,
     /// The backend asked us to slow down.
     RateLimited,
     /// The backend cannot be reached or failed on its side.
@@ -182,6 +185,7 @@ impl BackendErrorKind {
         match self {
             BackendErrorKind::NotFound => "not found",
             BackendErrorKind::Unauthorized => "unauthorized",
+            BackendErrorKind::Forbidden => "forbidden",
             BackendErrorKind::RateLimited => "rate limited",
             BackendErrorKind::Unavailable => "unavailable",
             BackendErrorKind::Corrupt => "corrupt",
@@ -294,11 +298,11 @@ impl std::error::Error for BackendError {
 
 impl From<io::Error> for BackendError {
     /// Classifies a filesystem error: missing files are `NotFound`,
-    /// permission problems `Unauthorized`, the rest `Unavailable`.
+    /// permission problems `Forbidden`, the rest `Unavailable`.
     fn from(e: io::Error) -> Self {
         let kind = match e.kind() {
             io::ErrorKind::NotFound => BackendErrorKind::NotFound,
-            io::ErrorKind::PermissionDenied => BackendErrorKind::Unauthorized,
+            io::ErrorKind::PermissionDenied => BackendErrorKind::Forbidden,
             io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof => BackendErrorKind::Corrupt,
             _ => BackendErrorKind::Unavailable,
         };
