@@ -1,37 +1,61 @@
 //! Process plumbing shared by the reference binaries of kraken-rs.
 //!
 //! Each binary under `src/bin/` is a thin main: it parses flags, reads its
-//! config file and hands a typed options struct to a library crate. Only
-//! what every one of those mains repeats lives here; anything a host
-//! application embedding kraken-rs would also need belongs in the library
-//! crates instead.
+//! config file and hands typed option structs to the library crates. Only
+//! what every one of those mains repeats lives here (flags, config files,
+//! logging, signals); anything a host application embedding kraken-rs
+//! would also need belongs in the library crates instead.
 
-use std::path::PathBuf;
-use std::process::ExitCode;
+pub mod config;
+pub mod logging;
 
-/// The exit code of a binary whose component is not built yet.
-///
-/// It matches the code clap uses for usage errors, so scripts treat both as
-/// "this invocation cannot work" rather than as a runtime failure.
-pub const EXIT_NOT_IMPLEMENTED: u8 = 2;
+use std::future::Future;
 
-/// Flags every long-running component takes.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ComponentArgs {
-    /// TOML configuration file of this component.
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+/// Resolves when the process is asked to stop: SIGTERM (how Kubernetes and
+/// service managers stop a process) or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut stream) => {
+                stream.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => tracing::info!("interrupted; shutting down"),
+        () = terminate => tracing::info!("terminated; shutting down"),
+    }
 }
 
-/// Reports on stderr that `component` does not exist yet and returns the
-/// matching exit code.
-///
-/// The binaries call this instead of starting a server, so nobody mistakes
-/// a placeholder for a working process.
-pub fn not_implemented(component: &str) -> ExitCode {
-    eprintln!(
-        "error: the {component} is not implemented yet; \
-         this build of kraken-rs can only parse its flags"
-    );
-    ExitCode::from(EXIT_NOT_IMPLEMENTED)
+/// Runs `main` on a multi-threaded runtime and turns its error into exit
+/// code 1 with the error chain on stderr.
+pub fn run<F>(main: F) -> std::process::ExitCode
+where
+    F: Future<Output = anyhow::Result<()>>,
+{
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(main) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

@@ -288,7 +288,9 @@ impl Error {
                 Subject::Manifest => ErrorCode::ManifestUnknown,
                 Subject::Upload => ErrorCode::BlobUploadUnknown,
             },
-            BackendErrorKind::Unauthorized => ErrorCode::Unavailable,
+            // The cluster's own credentials to its backend were refused:
+            // the client cannot fix that, but retrying will not help either.
+            BackendErrorKind::Unauthorized | BackendErrorKind::Forbidden => ErrorCode::Denied,
             BackendErrorKind::RateLimited => ErrorCode::TooManyRequests,
             BackendErrorKind::Unavailable => ErrorCode::Unavailable,
             BackendErrorKind::Corrupt => ErrorCode::Unavailable,
