@@ -1,11 +1,11 @@
 //! A whole cluster in one process: origins, a tracker, build-index, the
 //! proxy and agents, wired as they are in production but on one host.
 //!
-//! This is the one place the components are assembled. `kraken
-//! devcluster`, the integration tests and the examples all start their
-//! clusters here, so the wiring exists once. Each component talks to the
-//! others over real HTTP and P2P sockets on [`ClusterOptions::host`]; only
-//! the processes are shared.
+//! `kraken devcluster`, the integration tests and the examples start their
+//! clusters here; each component is started by the same function of
+//! [`crate::node`] that its binary uses, so the wiring exists once. The
+//! components talk to each other over real HTTP and P2P sockets on
+//! [`ClusterOptions::host`]; only the process is shared.
 //!
 //! [`Ports::Fixed`] puts every component on the documented local ports
 //! (proxy 15000, origin `i` at 15002 + 100 i with P2P at 15001 + 100 i,
@@ -20,24 +20,19 @@ use std::sync::Arc;
 
 use bytesize::ByteSize;
 use kraken_core::Backend;
-use kraken_core::disk::{DiskStore, DiskStoreOptions};
-use kraken_p2p::agent::Agent;
-use kraken_p2p::metrics::Metrics;
-use kraken_p2p::origin::{
-    ClusterConfig, Members, Origin, OriginClient, OriginClientConfig, OriginConfig, OriginServer,
-};
+use kraken_core::disk::DiskStoreOptions;
+use kraken_p2p::origin::{ClusterConfig, Members, OriginClient, OriginClientConfig, OriginConfig};
 use kraken_p2p::scheduler::{EngineOptions, SchedulerConfig};
-use kraken_p2p::tracker::{
-    HttpTracker, HttpTrackerConfig, MemoryPeerStore, TrackerConfig, TrackerServer, TrackerService,
-};
-use tokio::net::TcpListener;
+use kraken_p2p::tracker::TrackerServer;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::SwarmBlobs;
-use crate::api::{Registry, RegistryConfig};
-use crate::buildindex::{BuildIndex, BuildIndexClient, BuildIndexConfig, BuildIndexServer};
+use crate::api::RegistryConfig;
+use crate::buildindex::BuildIndexConfig;
 use crate::http::Server;
-use crate::proxy::{OriginBlobs, UploadConfig, Writer};
+use crate::node::{
+    self, AgentNode, AgentOptions, BuildIndexNode, OriginNode, ProxyOptions, StartError,
+    TrackerOptions, bind, failed,
+};
 
 /// Where the components listen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,74 +109,14 @@ fn offset(i: usize) -> u16 {
 }
 
 /// Why a cluster did not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ClusterError {
-    /// The options make no cluster.
-    #[error("invalid cluster options: {0}")]
-    Options(String),
-    /// A component did not start; the message names it.
-    #[error("{component} did not start: {source}")]
-    Start {
-        /// The component.
-        component: String,
-        /// What failed.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-}
-
-fn failed<E>(component: impl Into<String>) -> impl FnOnce(E) -> ClusterError
-where
-    E: std::error::Error + Send + Sync + 'static,
-{
-    let component = component.into();
-    move |e| ClusterError::Start {
-        component,
-        source: Box::new(e),
-    }
-}
-
-/// A running origin.
-#[derive(Debug)]
-pub struct OriginNode {
-    /// The origin.
-    pub origin: Origin,
-    server: OriginServer,
-}
-
-/// A running agent: its P2P engine and blob API, and its registry.
-#[derive(Debug)]
-pub struct AgentNode {
-    /// The agent (engine and blob API).
-    pub agent: Agent,
-    registry: Server,
-}
-
-impl AgentNode {
-    /// The address of the agent's read-only registry.
-    pub fn registry_addr(&self) -> SocketAddr {
-        self.registry.local_addr()
-    }
-
-    /// The address of the agent's generic blob API.
-    pub fn api_addr(&self) -> SocketAddr {
-        self.agent
-            .http_addr()
-            .expect("cluster agents serve their blob API")
-    }
-
-    /// The agent's P2P address.
-    pub fn p2p_addr(&self) -> SocketAddr {
-        self.agent.engine().local_peer().addr
-    }
-}
+pub type ClusterError = StartError;
 
 /// A running cluster; [`Cluster::shutdown`] stops it.
 #[derive(Debug)]
 pub struct Cluster {
     origins: Vec<OriginNode>,
     tracker: TrackerServer,
-    build_index: (BuildIndex, BuildIndexServer),
+    build_index: BuildIndexNode,
     proxy: Server,
     agents: Vec<AgentNode>,
     cancel: CancellationToken,
@@ -204,12 +139,37 @@ impl Cluster {
         let cancel = CancellationToken::new();
         let origins = start_origins(&options, &backend).await?;
         let members: Vec<String> = origins.iter().map(|o| o.origin.addr().to_owned()).collect();
-        let client = OriginClient::new(members, OriginClientConfig::default())
-            .map_err(failed("origin client"))?;
-        let tracker = start_tracker(&options, client.clone(), &cancel).await?;
-        let build_index = start_build_index(&options, &backend, client.clone()).await?;
-        let index_addr = build_index.1.local_addr().to_string();
-        let proxy = start_proxy(&options, client, &index_addr).await?;
+        let tracker = node::tracker(
+            TrackerOptions {
+                origins: members.clone(),
+                origin_client: OriginClientConfig::default(),
+                peer_store: Default::default(),
+                handout: Default::default(),
+            },
+            options.addr(15003),
+            &cancel,
+        )
+        .await?;
+        let index_config = BuildIndexConfig {
+            origins: members.clone(),
+            ..BuildIndexConfig::new(options.data_dir.join("build-index").join("index.redb"))
+        };
+        let listener = bind(options.addr(15004), "build-index").await?;
+        let build_index = node::build_index(index_config, backend.clone(), listener).await?;
+        let index_addr = build_index.http_addr().to_string();
+        let proxy = node::proxy(
+            ProxyOptions {
+                origins: members,
+                origin_client: OriginClientConfig::default(),
+                build_index: vec![index_addr.clone()],
+                build_index_client: Default::default(),
+                registry: RegistryConfig::default(),
+                uploads: Default::default(),
+                store: store_options(&options, "proxy"),
+            },
+            bind(options.addr(15000), "proxy").await?,
+        )
+        .await?;
         let mut agents = Vec::with_capacity(options.agents);
         for i in 0..options.agents {
             let push_to = proxy.local_addr().to_string();
@@ -237,7 +197,7 @@ impl Cluster {
 
     /// Build-index's address.
     pub fn build_index_addr(&self) -> SocketAddr {
-        self.build_index.1.local_addr()
+        self.build_index.http_addr()
     }
 
     /// The running origins.
@@ -268,7 +228,7 @@ impl Cluster {
     pub fn describe(&self) -> Vec<(String, SocketAddr)> {
         let mut lines = vec![("proxy (push here)".to_owned(), self.proxy_addr())];
         for (i, o) in self.origins.iter().enumerate() {
-            lines.push((format!("origin {i} http"), o.server.local_addr()));
+            lines.push((format!("origin {i} http"), o.http_addr()));
             lines.push((format!("origin {i} p2p"), o.origin.peer().addr));
         }
         lines.push(("tracker".to_owned(), self.tracker_addr()));
@@ -285,17 +245,13 @@ impl Cluster {
     /// origins last so their write-backs in flight finish.
     pub async fn shutdown(self) {
         for node in self.agents {
-            let _ = node.registry.shutdown().await;
-            node.agent.shutdown().await;
+            node.shutdown().await;
         }
         let _ = self.proxy.shutdown().await;
-        let (build_index, server) = self.build_index;
-        let _ = server.shutdown().await;
-        build_index.shutdown().await;
+        self.build_index.shutdown().await;
         let _ = self.tracker.shutdown().await;
         for node in self.origins {
-            let _ = node.server.shutdown().await;
-            node.origin.shutdown().await;
+            node.shutdown().await;
         }
         self.cancel.cancel();
     }
@@ -315,24 +271,11 @@ fn check(options: &ClusterOptions) -> Result<(), ClusterError> {
     Ok(())
 }
 
-async fn bind(addr: SocketAddr, component: &str) -> Result<TcpListener, ClusterError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| failed(format!("{component} on {addr}"))(e))
-}
-
 fn store_options(options: &ClusterOptions, name: &str) -> DiskStoreOptions {
     DiskStoreOptions {
         capacity: options.store_capacity,
         ..DiskStoreOptions::new(options.data_dir.join(name).join("store"))
     }
-}
-
-async fn open_store(options: &ClusterOptions, name: &str) -> Result<Arc<DiskStore>, ClusterError> {
-    let store = DiskStore::open(store_options(options, name))
-        .await
-        .map_err(failed(format!("{name} store")))?;
-    Ok(Arc::new(store))
 }
 
 async fn start_origins(
@@ -369,67 +312,10 @@ async fn start_origins(
                 options.data_dir.join(&name).join("queue.redb"),
             )
         };
-        let store = open_store(options, &name).await?;
-        let origin = Origin::start(config, store, backend.clone())
-            .await
-            .map_err(failed(format!("origin {i}")))?;
-        let server =
-            OriginServer::serve(listener, origin.clone()).map_err(failed(format!("origin {i}")))?;
-        nodes.push(OriginNode { origin, server });
+        let store = store_options(options, &name);
+        nodes.push(node::origin(config, store, backend.clone(), listener).await?);
     }
     Ok(nodes)
-}
-
-async fn start_tracker(
-    options: &ClusterOptions,
-    origins: OriginClient,
-    cancel: &CancellationToken,
-) -> Result<TrackerServer, ClusterError> {
-    let config = TrackerConfig::default();
-    let peers = Arc::new(MemoryPeerStore::new(config.peer_ttl));
-    let service = Arc::new(TrackerService::new(config, peers, Arc::new(origins)));
-    TrackerServer::bind(options.addr(15003), service, cancel)
-        .await
-        .map_err(failed("tracker"))
-}
-
-async fn start_build_index(
-    options: &ClusterOptions,
-    backend: &Arc<dyn Backend>,
-    origins: OriginClient,
-) -> Result<(BuildIndex, BuildIndexServer), ClusterError> {
-    let config = BuildIndexConfig::new(options.data_dir.join("build-index").join("index.redb"));
-    let build_index = BuildIndex::start(config, backend.clone(), origins)
-        .await
-        .map_err(failed("build-index"))?;
-    let listener = bind(options.addr(15004), "build-index").await?;
-    let server =
-        BuildIndexServer::serve(listener, build_index.clone()).map_err(failed("build-index"))?;
-    Ok((build_index, server))
-}
-
-fn index_client(addr: &str) -> Result<Arc<BuildIndexClient>, ClusterError> {
-    BuildIndexClient::new([addr.to_owned()], Default::default())
-        .map(Arc::new)
-        .map_err(failed("build-index client"))
-}
-
-async fn start_proxy(
-    options: &ClusterOptions,
-    origins: OriginClient,
-    index_addr: &str,
-) -> Result<Server, ClusterError> {
-    let scratch = open_store(options, "proxy").await?;
-    let writer = Writer::new(scratch, origins.clone(), UploadConfig::default());
-    let registry = Registry::read_write(
-        Arc::new(OriginBlobs(origins.clone())),
-        index_client(index_addr)?,
-        writer,
-        RegistryConfig::default(),
-    );
-    let listener = bind(options.addr(15000), "proxy").await?;
-    let app = crate::proxy::router(registry, origins);
-    Server::serve(listener, app, "proxy", Metrics::new("proxy")).map_err(failed("proxy"))
 }
 
 async fn start_agent(
@@ -439,33 +325,23 @@ async fn start_agent(
     index_addr: &str,
     push_to: String,
 ) -> Result<AgentNode, ClusterError> {
-    let name = format!("agent-{i}");
-    let store = open_store(options, &name).await?;
-    let tracker = HttpTracker::new([tracker_url], HttpTrackerConfig::default())
-        .map_err(failed(format!("agent {i} tracker client")))?;
-    let engine = EngineOptions {
-        listen: options.agent_port(i, 1),
-        scheduler: options.scheduler.clone(),
-        ..EngineOptions::default()
-    };
-    let agent = Agent::builder(store.clone(), Arc::new(tracker))
-        .engine_options(engine)
-        .http(options.agent_port(i, 2))
-        .build()
-        .await
-        .map_err(failed(format!("agent {i}")))?;
-    let registry = Registry::read_only(
-        Arc::new(SwarmBlobs::new(agent.scheduler(), store)),
-        index_client(index_addr)?,
-        RegistryConfig {
+    node::agent(AgentOptions {
+        registry_listen: options.agent_port(i, 0),
+        api_listen: options.agent_port(i, 2),
+        trackers: vec![tracker_url.to_owned()],
+        tracker_client: Default::default(),
+        build_index: vec![index_addr.to_owned()],
+        build_index_client: Default::default(),
+        p2p: EngineOptions {
+            listen: options.agent_port(i, 1),
+            scheduler: options.scheduler.clone(),
+            ..EngineOptions::default()
+        },
+        store: store_options(options, &format!("agent-{i}")),
+        registry: RegistryConfig {
             push_to: Some(push_to),
             ..RegistryConfig::default()
         },
-    );
-    let listener = bind(options.agent_port(i, 0), &format!("agent {i} registry")).await?;
-    let metrics = agent.metrics().clone();
-    let app = crate::api::router(registry);
-    let registry = Server::serve(listener, app, "agent_registry", metrics)
-        .map_err(failed(format!("agent {i} registry")))?;
-    Ok(AgentNode { agent, registry })
+    })
+    .await
 }

@@ -11,6 +11,8 @@
 //! - [`agent`]: the agent's blob source, the swarm.
 //! - [`cluster`]: a whole cluster in one process, the one place the
 //!   components are assembled.
+//! - [`node`]: the wiring of each component, from the options its
+//!   binary's config file holds.
 //! - [`proxy`]: the proxy's uploads and pushes to the origins.
 //! - [`error`]: the OCI error codes, their statuses and JSON body.
 //! - [`http`]: what every server here shares (API version header, failure
@@ -25,6 +27,7 @@ pub mod cluster;
 pub mod error;
 pub mod http;
 pub mod manifest;
+pub mod node;
 pub mod proxy;
 pub mod reference;
 pub mod resolve;

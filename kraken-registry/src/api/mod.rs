@@ -153,7 +153,8 @@ pub trait TagIndex: Send + Sync + fmt::Debug {
 #[serde(default, deny_unknown_fields)]
 pub struct RegistryConfig {
     /// The largest manifest accepted; larger pushes get 413. The spec asks
-    /// for at least 4 MB.
+    /// for at least 4 MB; build-index's `max_manifest_size` must not be
+    /// smaller.
     pub max_manifest_size: bytesize::ByteSize,
     /// Most entries a tag list or catalog page holds when the client names
     /// no `n`.
@@ -166,7 +167,7 @@ pub struct RegistryConfig {
 impl Default for RegistryConfig {
     fn default() -> Self {
         RegistryConfig {
-            max_manifest_size: bytesize::ByteSize::mib(8),
+            max_manifest_size: bytesize::ByteSize::mib(4),
             default_page_size: 10_000,
             push_to: None,
         }
