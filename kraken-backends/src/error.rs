@@ -47,4 +47,7 @@ pub enum Error {
         /// The kind of the backend it routes to.
         backend: &'static str,
     },
+    /// A backend's options do not work, or its start-up check failed.
+    #[error("{0}")]
+    Config(String),
 }

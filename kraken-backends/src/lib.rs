@@ -19,6 +19,8 @@
 //! - [`wrappers`]: [`Retry`](wrappers::Retry), [`Timeout`](wrappers::Timeout),
 //!   [`Throttle`](wrappers::Throttle) and [`Observed`](wrappers::Observed),
 //!   which wrap any backend and are backends themselves.
+//! - [`config`]: the `[[backends]]` routes of a config file, built into one
+//!   routed, wrapped backend with start-up checks.
 //! - [`verify::fetch_verified`]: downloads a blob by digest and refuses
 //!   bytes that do not hash to it.
 //!
@@ -28,6 +30,7 @@
 
 #[cfg(feature = "azure")]
 pub mod azure;
+pub mod config;
 mod error;
 pub mod fs;
 #[cfg(feature = "gcs")]
