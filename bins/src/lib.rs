@@ -6,7 +6,12 @@
 //! logging, signals); anything a host application embedding kraken-rs
 //! would also need belongs in the library crates instead.
 
+pub mod blob;
+pub mod cli;
+pub mod components;
 pub mod config;
+pub mod containerd;
+pub mod devcluster;
 pub mod logging;
 
 use std::future::Future;

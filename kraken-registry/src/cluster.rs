@@ -251,7 +251,7 @@ impl Cluster {
         self.build_index.shutdown().await;
         let _ = self.tracker.shutdown().await;
         for node in self.origins {
-            node.shutdown().await;
+            node.shutdown(std::time::Duration::from_secs(5)).await;
         }
         self.cancel.cancel();
     }

@@ -8,6 +8,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use kraken_core::Backend;
 use kraken_core::disk::{DiskStore, DiskStoreOptions};
@@ -91,10 +92,23 @@ impl OriginNode {
         self.server.local_addr()
     }
 
-    /// Stops serving, lets uploads in flight finish, then stops the
-    /// origin; write-backs still pending stay queued for the next start.
-    pub async fn shutdown(self) {
+    /// Stops serving and lets uploads in flight finish, tries every
+    /// pending write-back once for up to `flush` (a backend that is down
+    /// does not hold the stop longer), then stops the origin; what is
+    /// still pending stays queued for the next start.
+    pub async fn shutdown(self, flush: Duration) {
         let _ = self.server.shutdown().await;
+        let writeback = self.origin.writeback();
+        match tokio::time::timeout(flush, writeback.flush()).await {
+            Ok(0) => tracing::info!("write-back queue empty"),
+            Ok(left) => tracing::warn!(
+                left,
+                "write-backs still pending; they run at the next start"
+            ),
+            Err(_) => {
+                tracing::warn!("write-back flush timed out; pending jobs run at the next start")
+            }
+        }
         self.origin.shutdown().await;
     }
 }

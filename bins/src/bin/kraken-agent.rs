@@ -1,17 +1,12 @@
-//! `kraken-agent`, the peer that runs on every host.
-//!
-//! The agent will serve a read-only registry on localhost, fetch each blob's
-//! pieces from other agents and origins at once, and keep seeding what it
-//! has. The component is not built yet: this main parses its flags and then
-//! exits with code 2.
+//! `kraken-agent`: see `kraken_bins::components::agent` for what it runs
+//! and `examples/configs/agent.toml` for its config file.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use kraken_bins::ComponentArgs;
+use kraken_bins::cli::ComponentArgs;
 
-/// Per-host peer of kraken-rs: a read-only registry on localhost that
-/// downloads blobs through the swarm.
+/// Per-host peer of kraken-rs: a read-only registry on localhost whose blobs come through the swarm, and a generic blob API.
 #[derive(Debug, Parser)]
 #[command(name = "kraken-agent", version)]
 struct Cli {
@@ -20,6 +15,5 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let _cli = Cli::parse();
-    kraken_bins::not_implemented("agent")
+    kraken_bins::run(kraken_bins::components::agent(Cli::parse().args))
 }

@@ -1,17 +1,12 @@
-//! `kraken-build-index`, the tag service.
-//!
-//! The build-index will map `repo:tag` to a digest, refuse tags whose
-//! dependencies are missing, and replicate tags to remote clusters. The
-//! component is not built yet: this main parses its flags and then exits
-//! with code 2.
+//! `kraken-build-index`: see `kraken_bins::components::build_index` for what it runs
+//! and `examples/configs/build-index.toml` for its config file.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use kraken_bins::ComponentArgs;
+use kraken_bins::cli::ComponentArgs;
 
-/// Tag service of kraken-rs: maps tags to digests and replicates them
-/// across clusters.
+/// Tag service of kraken-rs: tags to digests, dependency checks, write-through to the backend, replication to other clusters.
 #[derive(Debug, Parser)]
 #[command(name = "kraken-build-index", version)]
 struct Cli {
@@ -20,6 +15,5 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let _cli = Cli::parse();
-    kraken_bins::not_implemented("build-index")
+    kraken_bins::run(kraken_bins::components::build_index(Cli::parse().args))
 }

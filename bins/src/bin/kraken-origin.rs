@@ -1,17 +1,12 @@
-//! `kraken-origin`, the dedicated seeder.
-//!
-//! An origin will accept blob uploads, seed every blob it owns, and write
-//! blobs back to (and read them through from) the storage backend. The
-//! component is not built yet: this main parses its flags and then exits
-//! with code 2.
+//! `kraken-origin`: see `kraken_bins::components::origin` for what it runs
+//! and `examples/configs/origin.toml` for its config file.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use kraken_bins::ComponentArgs;
+use kraken_bins::cli::ComponentArgs;
 
-/// Dedicated seeder of kraken-rs: takes uploads, seeds the blobs it owns
-/// and writes them back to the backend.
+/// Dedicated seeder of kraken-rs: takes uploads, owns blobs by rendezvous hashing, writes them back to the backend and seeds them.
 #[derive(Debug, Parser)]
 #[command(name = "kraken-origin", version)]
 struct Cli {
@@ -20,6 +15,5 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let _cli = Cli::parse();
-    kraken_bins::not_implemented("origin")
+    kraken_bins::run(kraken_bins::components::origin(Cli::parse().args))
 }

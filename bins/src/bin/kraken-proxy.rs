@@ -1,17 +1,12 @@
-//! `kraken-proxy`, the registry that takes pushes.
-//!
-//! The proxy will serve the full read/write container registry API, hand
-//! pushed blobs to their owning origins and record tags in the build-index.
-//! The component is not built yet: this main parses its flags and then
-//! exits with code 2.
+//! `kraken-proxy`: see `kraken_bins::components::proxy` for what it runs
+//! and `examples/configs/proxy.toml` for its config file.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use kraken_bins::ComponentArgs;
+use kraken_bins::cli::ComponentArgs;
 
-/// Read/write container registry of kraken-rs: takes pushes and forwards
-/// them to origins and the build-index.
+/// Read/write registry of kraken-rs that pushes go to: blobs to their owning origin, tags to build-index.
 #[derive(Debug, Parser)]
 #[command(name = "kraken-proxy", version)]
 struct Cli {
@@ -20,6 +15,5 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let _cli = Cli::parse();
-    kraken_bins::not_implemented("proxy")
+    kraken_bins::run(kraken_bins::components::proxy(Cli::parse().args))
 }

@@ -1,17 +1,12 @@
-//! `kraken-tracker`, the announce endpoint.
-//!
-//! A tracker will hand each announcing peer a small random sample of others
-//! that hold the same blob, and serve piece metadata it learns from the
-//! origins. The component is not built yet: this main parses its flags and
-//! then exits with code 2.
+//! `kraken-tracker`: see `kraken_bins::components::tracker` for what it runs
+//! and `examples/configs/tracker.toml` for its config file.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use kraken_bins::ComponentArgs;
+use kraken_bins::cli::ComponentArgs;
 
-/// Announce endpoint of kraken-rs: hands out peers and serves piece
-/// metadata.
+/// Tracker of kraken-rs: hands each peer the others that hold a blob.
 #[derive(Debug, Parser)]
 #[command(name = "kraken-tracker", version)]
 struct Cli {
@@ -20,6 +15,5 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let _cli = Cli::parse();
-    kraken_bins::not_implemented("tracker")
+    kraken_bins::run(kraken_bins::components::tracker(Cli::parse().args))
 }

@@ -1,14 +1,11 @@
-//! `kraken`, the operator CLI of kraken-rs.
-//!
-//! Its first subcommand, `devcluster`, will run a whole cluster (origin,
-//! tracker, build-index, proxy and agents) in one process for local use.
-//! The cluster assembly does not exist yet, so every subcommand reports that
-//! and exits with code 2.
+//! `kraken`, the operator CLI of kraken-rs: a local cluster in one process
+//! (`devcluster`), generic blobs in and out of a cluster (`blob`), and the
+//! containerd mirror config of an agent (`agent containerd-config`).
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use kraken_bins::ComponentArgs;
+use kraken_bins::cli::{AgentCommand, BlobCommand, DevclusterArgs};
 
 /// Operator CLI of kraken-rs, a peer-to-peer distributor of container
 /// images and other content-addressed blobs.
@@ -21,12 +18,23 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Runs a local cluster of every component in one process.
-    Devcluster(ComponentArgs),
+    /// Runs a whole cluster on 127.0.0.1 in this process: an origin, a
+    /// tracker, build-index, the proxy and two agents, over a filesystem
+    /// backend, until interrupted.
+    Devcluster(DevclusterArgs),
+    /// Pushes generic blobs to a cluster's origins and pulls them from an
+    /// agent.
+    #[command(subcommand)]
+    Blob(BlobCommand),
+    /// Helps hosts use their agent.
+    #[command(subcommand)]
+    Agent(AgentCommand),
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Devcluster(_) => kraken_bins::not_implemented("local cluster (devcluster)"),
+        Command::Devcluster(args) => kraken_bins::run(kraken_bins::devcluster::run(args)),
+        Command::Blob(command) => kraken_bins::run(kraken_bins::blob::run(command)),
+        Command::Agent(command) => kraken_bins::run(kraken_bins::containerd::run(command)),
     }
 }
