@@ -61,4 +61,8 @@ impl TagIndex for BuildIndexClient {
             .await?
             .repositories)
     }
+
+    async fn ready(&self) -> Result<()> {
+        self.readiness().await
+    }
 }

@@ -69,6 +69,15 @@ pub trait BlobSource: Send + Sync + fmt::Debug {
     ///
     /// As [`BlobSource::size`].
     async fn read(&self, namespace: &Namespace, digest: &Digest) -> kraken_core::Result<Bytes>;
+
+    /// Succeeds when the source can serve, for `/readiness`.
+    ///
+    /// # Errors
+    ///
+    /// What keeps it from serving.
+    async fn ready(&self) -> kraken_core::Result<()> {
+        Ok(())
+    }
 }
 
 /// Where a registry keeps tags and which manifests each repository holds:
@@ -146,6 +155,13 @@ pub trait TagIndex: Send + Sync + fmt::Debug {
     ///
     /// When build-index cannot be reached.
     async fn catalog(&self) -> Result<Vec<RepoName>>;
+
+    /// Succeeds when the index answers, for `/readiness`.
+    ///
+    /// # Errors
+    ///
+    /// `UNAVAILABLE` when it does not.
+    async fn ready(&self) -> Result<()>;
 }
 
 /// Limits of a registry.
@@ -227,9 +243,13 @@ impl Registry {
     }
 }
 
-/// The distribution API of `registry`, under `/v2/`.
+/// The distribution API of `registry`, under `/v2/`, with `GET /health`
+/// (the process serves) and `GET /readiness` (its blob source and
+/// build-index answer; 503 otherwise).
 pub fn router(registry: Registry) -> Router {
     Router::new()
+        .route("/health", axum::routing::get(|| async { "ok\n" }))
+        .route("/readiness", axum::routing::get(readiness))
         .fallback(dispatch)
         .layer(axum::middleware::from_fn(crate::http::registry_layer))
         .with_state(registry)
@@ -375,6 +395,14 @@ async fn handle(registry: &Registry, call: Call) -> Result<Response> {
             format!("method {method} is not allowed here"),
         )),
     }
+}
+
+async fn readiness(State(registry): State<Registry>) -> Result<&'static str> {
+    registry.index.ready().await?;
+    registry.blobs.ready().await.map_err(|e| {
+        Error::new(ErrorCode::Unavailable, format!("cannot serve blobs: {e}")).with_retry_after(1)
+    })?;
+    Ok("ok\n")
 }
 
 fn ping() -> Response {

@@ -107,4 +107,10 @@ impl BlobSource for OriginBlobs {
     async fn read(&self, namespace: &Namespace, digest: &Digest) -> kraken_core::Result<Bytes> {
         self.0.download(namespace, digest).await
     }
+
+    /// An origin answers where a probe digest lives.
+    async fn ready(&self) -> kraken_core::Result<()> {
+        let probe = Digest::sha256_of(b"kraken readiness probe");
+        self.0.locations(&probe).await.map(drop)
+    }
 }
