@@ -714,7 +714,11 @@ async fn bad_names_tags_digests_and_uploads_get_spec_codes() {
         .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(code(r).await, "BLOB_UNKNOWN");
-    // The proxy still serves.
+    // The proxy still serves, and says so.
+    for path in ["/health", "/readiness"] {
+        let r = c.send(Method::GET, &format!("{base}{path}")).await;
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+    }
     let ping = c.send(Method::GET, &format!("{base}/v2/")).await;
     assert_eq!(ping.status(), StatusCode::OK);
     assert_eq!(
@@ -738,10 +742,10 @@ async fn an_agent_serves_the_read_subset_and_refuses_pushes() {
         .unwrap();
     let agent = c.agent(0);
 
-    assert_eq!(
-        c.send(Method::GET, &format!("{agent}/v2/")).await.status(),
-        StatusCode::OK
-    );
+    for path in ["/v2/", "/health", "/readiness"] {
+        let r = c.send(Method::GET, &format!("{agent}{path}")).await;
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+    }
     for reference in ["v1".to_owned(), digest.to_string()] {
         let url = format!("{agent}/v2/{repo}/manifests/{reference}?ns=docker.io");
         let head = c.send(Method::HEAD, &url).await;
