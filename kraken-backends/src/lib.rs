@@ -24,7 +24,14 @@
 //! - [`verify::fetch_verified`]: downloads a blob by digest and refuses
 //!   bytes that do not hash to it.
 //!
-//! Every backend and wrapper here passes `kraken_core::testkit::backend_suite`.
+//! Every backend and wrapper here passes `kraken_core::testkit::backend_suite`
+//! against a real server (the registry backend its read-only part), except
+//! GCS, which no emulator from the package registries can serve, and
+//! WebHDFS, which passes it against an in-test fake of the API.
+//! [`layout::Layout`] picks how the filesystem and object-store backends
+//! map names to paths; `https://` goes over rustls on ring, trusting what
+//! each backend's [`TlsOptions`] names.
+//!
 //! Failures of backend operations are [`BackendError`](kraken_core::BackendError)s;
 //! configuration and routing failures are this crate's [`Error`].
 

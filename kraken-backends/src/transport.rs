@@ -240,13 +240,17 @@ impl Transport {
     }
 }
 
-/// A response body that fails once no bytes arrive for its idle timeout,
-/// so a server that stops sending cannot hold a download forever.
+/// A response body that fails once no bytes arrive for its idle timeout
+/// while it is being read, so a server that stops sending cannot hold a
+/// download forever; a reader that pauses (a throttled one) is not the
+/// server's silence, so the clock runs only while a read waits.
 #[derive(Debug)]
 pub(crate) struct IdleBody {
     inner: Incoming,
     idle: Duration,
     timer: Pin<Box<Sleep>>,
+    /// A read is waiting and the timer runs for it.
+    waiting: bool,
     timed_out: bool,
 }
 
@@ -256,6 +260,7 @@ impl IdleBody {
             inner,
             idle,
             timer: Box::pin(tokio::time::sleep(idle)),
+            waiting: false,
             timed_out: false,
         }
     }
@@ -274,9 +279,13 @@ impl Body for IdleBody {
             return Poll::Ready(None);
         }
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
-            this.timer.as_mut().reset(Instant::now() + this.idle);
+            this.waiting = false;
             let frame = frame.map(|f| f.map_err(|e| TransportError::Exchange(Box::new(e))));
             return Poll::Ready(frame);
+        }
+        if !this.waiting {
+            this.waiting = true;
+            this.timer.as_mut().reset(Instant::now() + this.idle);
         }
         match this.timer.as_mut().poll(cx) {
             Poll::Ready(()) => {

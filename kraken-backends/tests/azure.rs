@@ -65,7 +65,10 @@ fn azurite_binary() -> Option<PathBuf> {
     if let Some(cached) = cached.filter(|p| p.is_file()) {
         return Some(cached);
     }
-    common::tool("azurite-blob", "azurite from npm; .ci/run installs it")
+    common::tool(
+        "azurite-blob",
+        "npm install --prefix ~/.cache/kraken-ci/node azurite",
+    )
 }
 
 /// Starts Azurite with an empty container, or returns `None` (after

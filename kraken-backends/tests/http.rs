@@ -249,3 +249,66 @@ async fn a_dead_server_is_unavailable_not_missing() {
         .unwrap();
     assert_eq!(err.kind(), BackendErrorKind::Unavailable, "{err}");
 }
+
+/// Serves `/{ns}/{name}` as chunks of `gaps.len()` bytes, the next one
+/// after each gap; a `None` gap stalls forever.
+async fn slow_server(gaps: Vec<Option<Duration>>) -> SocketAddr {
+    let answer = move || {
+        let gaps = gaps.clone();
+        async move {
+            let chunks = futures::stream::iter(gaps).then(|gap| async move {
+                match gap {
+                    Some(gap) => tokio::time::sleep(gap).await,
+                    None => futures::future::pending::<()>().await,
+                }
+                Ok::<_, std::io::Error>(Bytes::from_static(b"x"))
+            });
+            axum::body::Body::from_stream(chunks)
+        }
+    };
+    let app = axum::Router::new().route("/{ns}/{name}", axum::routing::get(answer));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+fn idle_backend(addr: SocketAddr, read_idle: Duration) -> HttpBackend {
+    let mut options = HttpBackendOptions::nginx(&format!("http://{addr}"));
+    options.put = None;
+    options.list = None;
+    options.timeouts.read_idle = read_idle;
+    HttpBackend::new(options).unwrap()
+}
+
+#[tokio::test]
+async fn a_server_that_stops_sending_fails_the_read() {
+    let addr = slow_server(vec![Some(Duration::ZERO), None]).await;
+    let backend = idle_backend(addr, Duration::from_millis(300));
+    let ns = Namespace::new("repo").unwrap();
+    let mut stream = backend.download(&ns, "x", None).await.unwrap();
+    assert_eq!(&stream.next().await.unwrap().unwrap()[..], b"x");
+    let started = std::time::Instant::now();
+    let error = stream.next().await.unwrap().unwrap_err();
+    assert_eq!(error.kind(), BackendErrorKind::Unavailable, "{error}");
+    assert!(error.message().contains("no data for"), "{error}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn a_reader_that_pauses_is_not_the_server_going_silent() {
+    // The server sends a byte every 600 ms; the reader waits 500 ms
+    // between reads, so each read waits about 100 ms, well inside the
+    // 300 ms idle limit, though 600 ms pass between bytes.
+    let gap = Some(Duration::from_millis(600));
+    let addr = slow_server(vec![Some(Duration::ZERO), gap, gap]).await;
+    let backend = idle_backend(addr, Duration::from_millis(300));
+    let ns = Namespace::new("repo").unwrap();
+    let mut stream = backend.download(&ns, "x", None).await.unwrap();
+    let mut got = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        got.extend_from_slice(&chunk.unwrap());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(got, b"xxx");
+}

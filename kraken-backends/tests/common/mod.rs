@@ -46,15 +46,16 @@ fn binary(name: &str) -> Option<PathBuf> {
 }
 
 /// Returns `name`'s path, or `None` (after saying why) when it is missing
-/// outside CI; under CI a missing tool fails the test.
-pub fn tool(name: &str, package: &str) -> Option<PathBuf> {
+/// outside CI; under CI a missing tool fails the test. `install` says how
+/// to get it, such as `apt-get install nginx-light`.
+pub fn tool(name: &str, install: &str) -> Option<PathBuf> {
     let found = binary(name);
     if found.is_none() {
         assert!(
             std::env::var_os("CI").is_none(),
-            "{name} is not installed; .ci/run installs it with apt ({package})"
+            "{name} is not installed; .ci/run installs it ({install})"
         );
-        eprintln!("skipping: {name} is not on PATH (apt-get install {package})");
+        eprintln!("skipping: {name} is not on PATH ({install})");
     }
     found
 }
@@ -202,9 +203,9 @@ async fn start(
     storage: RegistryStorage,
     ca: Option<&nginx::TestCa>,
 ) -> Option<Registry> {
-    let binary = tool("docker-registry", "docker-registry")?;
+    let binary = tool("docker-registry", "apt-get install docker-registry")?;
     let htpasswd = match auth {
-        RegistryAuth::Htpasswd { .. } => Some(tool("htpasswd", "apache2-utils")?),
+        RegistryAuth::Htpasswd { .. } => Some(tool("htpasswd", "apt-get install apache2-utils")?),
         _ => None,
     };
     let dir = tempfile::tempdir().unwrap();

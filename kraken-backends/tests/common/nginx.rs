@@ -171,7 +171,7 @@ http {{
 /// given, or returns `None` (after saying why) when it is missing outside
 /// CI.
 pub async fn start_nginx(site: Site, ca: Option<&TestCa>) -> Option<Nginx> {
-    let binary = tool("nginx", "nginx-light")?;
+    let binary = tool("nginx", "apt-get install nginx-light")?;
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("root")).unwrap();
     std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
