@@ -11,8 +11,8 @@ as `helm template -f A -f B` does.
 
 --out gets one manifest file per template and all.yaml with every object.
 --configs gets each component's TOML file and render-config.sh, taken
-from the rendered ConfigMaps, for deploy/check.sh to run through the
-binaries. The exit code is non-zero on a lint error or a failed render.
+from the rendered ConfigMaps, and the name of origin 0's pod, for
+deploy/check.sh to run through the binaries. The exit code is non-zero on a lint error or a failed render.
 """
 
 import argparse
@@ -73,10 +73,15 @@ def render(values, out):
 
 
 def extract_configs(documents, configs):
-    """Writes the .toml and .sh entries of the rendered ConfigMaps."""
+    """Writes the .toml and .sh entries of the rendered ConfigMaps, and the
+    name of the first origin pod (origin-pod-name), which its config must
+    find among the members."""
     configs.mkdir(parents=True, exist_ok=True)
     written = []
     for doc in documents:
+        if doc.get("kind") == "StatefulSet" and doc["metadata"]["name"].endswith("-origin"):
+            (configs / "origin-pod-name").write_text(doc["metadata"]["name"] + "-0")
+            written.append("origin-pod-name")
         if doc.get("kind") != "ConfigMap":
             continue
         for key, text in (doc.get("data") or {}).items():
