@@ -39,6 +39,7 @@
 //! one process.
 
 pub mod agent;
+pub mod auth;
 mod blob_http;
 pub mod http_error;
 pub mod metrics;

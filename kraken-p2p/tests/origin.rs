@@ -15,6 +15,7 @@ use kraken_core::disk::{DiskStore, DiskStoreOptions};
 use kraken_core::testkit::{Faults, FaultyBackend, Operation};
 use kraken_core::{Backend, BlobStore, Digest, Error, Namespace};
 use kraken_p2p::agent::Agent;
+use kraken_p2p::auth::{Token, WriteAuth};
 use kraken_p2p::origin::{
     ClusterConfig, HealthConfig, Members, Origin, OriginClient, OriginClientConfig, OriginConfig,
     OriginServer, ReadThroughConfig, WriteBackConfig,
@@ -38,6 +39,8 @@ struct Running {
 }
 
 struct TestCluster {
+    /// The token origins require for writes, if any.
+    token: Option<Token>,
     dir: tempfile::TempDir,
     addrs: Vec<String>,
     running: Vec<Option<Running>>,
@@ -51,6 +54,10 @@ struct TestCluster {
 
 impl TestCluster {
     async fn start() -> TestCluster {
+        TestCluster::start_with(None).await
+    }
+
+    async fn start_with(token: Option<Token>) -> TestCluster {
         let dir = tempfile::tempdir().unwrap();
         let fs = Arc::new(
             FsBackend::open(FsBackendOptions {
@@ -72,6 +79,7 @@ impl TestCluster {
         drop(held);
         let client = OriginClient::new(addrs.clone(), client_config()).unwrap();
         let mut cluster = TestCluster {
+            token,
             dir,
             addrs,
             running: (0..ORIGINS).map(|_| None).collect(),
@@ -131,7 +139,13 @@ impl TestCluster {
                 failure_ttl: Duration::from_millis(100),
                 ..ReadThroughConfig::default()
             },
-            client: client_config(),
+            client: OriginClientConfig {
+                token: self.token.clone(),
+                ..client_config()
+            },
+            auth: WriteAuth {
+                tokens: self.token.iter().cloned().collect(),
+            },
             ..OriginConfig::single(self.addrs[i].clone(), self.root(i).join("queue.redb"))
         }
     }
@@ -852,4 +866,57 @@ async fn the_client_streams_ranges_mounts_and_copies_to_another_cluster() {
         Err(Error::NotFound(_)) => {}
         other => panic!("expected NotFound, got {other:?}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_token_configured_only_writes_that_carry_it_are_taken() {
+    let token = Token::new("origin-secret");
+    let cluster = TestCluster::start_with(Some(token.clone())).await;
+    let data = blob(200_000, 13);
+    let digest = Digest::sha256_of(&data);
+
+    match cluster
+        .client
+        .upload_bytes(&ns(), &digest, data.clone())
+        .await
+    {
+        Err(e) => assert!(e.to_string().contains("401"), "{e}"),
+        Ok(()) => panic!("an upload without the token was taken"),
+    }
+    let response = cluster
+        .http
+        .put(cluster.blob_url(0, &digest))
+        .bearer_auth("wrong")
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(response.headers().contains_key("www-authenticate"));
+    for i in 0..ORIGINS {
+        assert!(
+            !cluster.holds(i, &digest).await,
+            "origin {i} kept a refused upload"
+        );
+    }
+
+    // With the token: taken, and copied to the other owner (origins send
+    // it to each other).
+    let client = OriginClient::new(
+        cluster.addrs.clone(),
+        OriginClientConfig {
+            token: Some(token),
+            ..client_config()
+        },
+    )
+    .unwrap();
+    client
+        .upload_bytes(&ns(), &digest, data.clone())
+        .await
+        .unwrap();
+    for owner in cluster.owners(&digest) {
+        assert!(cluster.holds(owner, &digest).await, "owner {owner}");
+    }
+    // Reads stay open.
+    assert_eq!(cluster.client.download(&ns(), &digest).await.unwrap(), data);
 }

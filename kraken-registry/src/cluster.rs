@@ -21,13 +21,14 @@ use std::sync::Arc;
 use bytesize::ByteSize;
 use kraken_core::Backend;
 use kraken_core::disk::DiskStoreOptions;
+use kraken_p2p::auth::{Token, WriteAuth};
 use kraken_p2p::origin::{ClusterConfig, Members, OriginClient, OriginClientConfig, OriginConfig};
 use kraken_p2p::scheduler::{EngineOptions, SchedulerConfig};
 use kraken_p2p::tracker::TrackerServer;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::RegistryConfig;
-use crate::buildindex::BuildIndexConfig;
+use crate::buildindex::{BuildIndexClientConfig, BuildIndexConfig};
 use crate::http::Server;
 use crate::node::{
     self, AgentNode, AgentOptions, BuildIndexNode, OriginNode, ProxyOptions, StartError,
@@ -62,6 +63,9 @@ pub struct ClusterOptions {
     pub scheduler: SchedulerConfig,
     /// The disk each origin and agent store may use.
     pub store_capacity: ByteSize,
+    /// When set, writes to the proxy, origins and build-index need this
+    /// token, and the components send it to each other; pulls stay open.
+    pub token: Option<Token>,
 }
 
 impl ClusterOptions {
@@ -76,6 +80,22 @@ impl ClusterOptions {
             ports: Ports::Fixed,
             scheduler: SchedulerConfig::default(),
             store_capacity: ByteSize::gib(16),
+            token: None,
+        }
+    }
+
+    /// The write tokens components accept.
+    fn auth(&self) -> WriteAuth {
+        WriteAuth {
+            tokens: self.token.iter().cloned().collect(),
+        }
+    }
+
+    /// The config of clients of the origins, with the token.
+    fn origin_client(&self) -> OriginClientConfig {
+        OriginClientConfig {
+            token: self.token.clone(),
+            ..OriginClientConfig::default()
         }
     }
 
@@ -119,6 +139,7 @@ pub struct Cluster {
     build_index: BuildIndexNode,
     proxy: Server,
     agents: Vec<AgentNode>,
+    origin_client: OriginClientConfig,
     cancel: CancellationToken,
 }
 
@@ -152,6 +173,8 @@ impl Cluster {
         .await?;
         let index_config = BuildIndexConfig {
             origins: members.clone(),
+            origin_client: options.origin_client(),
+            auth: options.auth(),
             ..BuildIndexConfig::new(options.data_dir.join("build-index").join("index.redb"))
         };
         let listener = bind(options.addr(15004), "build-index").await?;
@@ -160,12 +183,16 @@ impl Cluster {
         let proxy = node::proxy(
             ProxyOptions {
                 origins: members,
-                origin_client: OriginClientConfig::default(),
+                origin_client: options.origin_client(),
                 build_index: vec![index_addr.clone()],
-                build_index_client: Default::default(),
+                build_index_client: BuildIndexClientConfig {
+                    token: options.token.clone(),
+                    ..BuildIndexClientConfig::default()
+                },
                 registry: RegistryConfig::default(),
                 uploads: Default::default(),
                 store: store_options(&options, "proxy"),
+                auth: options.auth(),
             },
             bind(options.addr(15000), "proxy").await?,
         )
@@ -181,6 +208,7 @@ impl Cluster {
             build_index,
             proxy,
             agents,
+            origin_client: options.origin_client(),
             cancel,
         })
     }
@@ -210,7 +238,8 @@ impl Cluster {
         &self.agents
     }
 
-    /// A client of the origins, as the proxy has.
+    /// A client of the origins, as the proxy has (with the cluster's
+    /// token).
     ///
     /// # Errors
     ///
@@ -221,7 +250,7 @@ impl Cluster {
             .iter()
             .map(|o| o.origin.addr().to_owned())
             .collect();
-        OriginClient::new(members, OriginClientConfig::default())
+        OriginClient::new(members, self.origin_client.clone())
     }
 
     /// What runs where, one line per listener, for people.
@@ -307,6 +336,8 @@ async fn start_origins(
                 scheduler: options.scheduler.clone(),
                 ..EngineOptions::default()
             },
+            client: options.origin_client(),
+            auth: options.auth(),
             ..OriginConfig::single(
                 addrs[i].clone(),
                 options.data_dir.join(&name).join("queue.redb"),

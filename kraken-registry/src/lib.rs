@@ -1,7 +1,7 @@
 //! The container-image layer of kraken-rs: everything specific to OCI and
 //! Docker images on top of the generic blob distribution of `kraken-p2p`.
 //!
-//! - [`reference`]: repository names, tags and references, validated with
+//! - [`reference`](mod@reference): repository names, tags and references, validated with
 //!   the OCI grammar.
 //! - [`manifest`]: Docker schema 2 and OCI manifests and indexes, read for
 //!   what they refer to; their bytes are never rewritten.

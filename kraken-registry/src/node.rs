@@ -13,6 +13,7 @@ use std::time::Duration;
 use kraken_core::Backend;
 use kraken_core::disk::{DiskStore, DiskStoreOptions};
 use kraken_p2p::agent::Agent;
+use kraken_p2p::auth::WriteAuth;
 use kraken_p2p::metrics::Metrics;
 use kraken_p2p::origin::{Origin, OriginClient, OriginClientConfig, OriginConfig, OriginServer};
 use kraken_p2p::scheduler::EngineOptions;
@@ -261,6 +262,10 @@ pub struct ProxyOptions {
     pub uploads: UploadConfig,
     /// The scratch store of uploads in progress.
     pub store: DiskStoreOptions,
+    /// Tokens that pushes must carry; none leaves pushes open (the local
+    /// cluster on loopback).
+    #[serde(default)]
+    pub auth: WriteAuth,
 }
 
 /// Starts the proxy serving on `listener`.
@@ -281,7 +286,7 @@ pub async fn proxy(options: ProxyOptions, listener: TcpListener) -> Result<Serve
         writer,
         options.registry,
     );
-    let app = crate::proxy::router(registry, origins);
+    let app = crate::proxy::router(registry, origins, options.auth);
     Server::serve(listener, app, "proxy", Metrics::new("proxy")).map_err(failed("proxy http"))
 }
 

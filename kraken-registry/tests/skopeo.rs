@@ -241,3 +241,84 @@ async fn skopeo_pushes_to_the_proxy_and_pulls_through_two_agents() {
     }
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_token_pushes_need_credentials_and_pulls_stay_open() {
+    if !tools_present() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let image = build(
+        work.path(),
+        "img",
+        &["-t", "v1", "-l", "1", "-s", "0.2", "--seed", "9"],
+    );
+    let token = kraken_p2p::auth::Token::new("push-secret");
+    let cluster = TestCluster::secured(1, 1, Some(token)).await;
+    let proxy = cluster.cluster.proxy_addr();
+    let target = format!("docker://{proxy}/secure/app:v1");
+    let skopeo = |args: Vec<String>| {
+        std::process::Command::new("timeout")
+            .arg("300")
+            .arg("skopeo")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let copy = |creds: Option<&str>| {
+        let mut args: Vec<String> = ["--insecure-policy", "copy", "--dest-tls-verify=false"]
+            .map(String::from)
+            .to_vec();
+        if let Some(creds) = creds {
+            args.push(format!("--dest-creds={creds}"));
+        }
+        args.push(image.source.clone());
+        args.push(target.clone());
+        args
+    };
+    let refused = tokio::task::spawn_blocking({
+        let args = copy(None);
+        move || skopeo(args)
+    })
+    .await
+    .unwrap();
+    assert!(
+        !refused.status.success(),
+        "a push without credentials went through"
+    );
+    let wrong = tokio::task::spawn_blocking({
+        let args = copy(Some("kraken:wrong"));
+        move || skopeo(args)
+    })
+    .await
+    .unwrap();
+    assert!(
+        !wrong.status.success(),
+        "a push with a wrong token went through"
+    );
+    let pushed = tokio::task::spawn_blocking({
+        let args = copy(Some("kraken:push-secret"));
+        move || skopeo(args)
+    })
+    .await
+    .unwrap();
+    assert!(
+        pushed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+    let agent = cluster.cluster.agents()[0].registry_addr();
+    let raw = run_async(
+        "skopeo",
+        vec![
+            "--insecure-policy".into(),
+            "inspect".into(),
+            "--raw".into(),
+            "--tls-verify=false".into(),
+            format!("docker://{agent}/secure/app:v1"),
+        ],
+    )
+    .await;
+    assert_eq!(Digest::sha256_of(raw.as_bytes()), image.digest);
+    cluster.shutdown().await;
+}

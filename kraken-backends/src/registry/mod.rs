@@ -84,6 +84,8 @@ pub struct RegistryBackend {
     base: String,
     origin: url::Origin,
     prefix: String,
+    /// Taken off namespaces, with its `/`; empty for none.
+    strip: String,
     auth: Arc<Auth>,
     timeouts: RegistryTimeouts,
     max_manifest_size: u64,
@@ -123,6 +125,10 @@ impl RegistryBackend {
             base: base.as_str().trim_end_matches('/').to_owned(),
             origin: base.origin(),
             prefix: options.repository_prefix.trim_matches('/').to_owned(),
+            strip: match options.strip_namespace_prefix.trim_matches('/') {
+                "" => String::new(),
+                strip => format!("{strip}/"),
+            },
             auth: Arc::new(auth),
             timeouts: t,
             max_manifest_size: options.max_manifest_size.as_u64(),
@@ -166,6 +172,10 @@ impl RegistryBackend {
     /// Returns the registry repository of a namespace or a tag's
     /// repository: the prefix, then the name.
     fn repository(&self, name: &str) -> Result<String, BackendError> {
+        let name = match self.strip.as_str() {
+            "" => name,
+            strip => name.strip_prefix(strip).unwrap_or(name),
+        };
         let repository = if self.prefix.is_empty() {
             name.to_owned()
         } else {
@@ -664,6 +674,22 @@ fn verified(body: BackendStream, digest: Digest, what: String) -> BackendStream 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pull_through_namespaces_lose_their_upstream() {
+        let mut options = RegistryBackendOptions::new("http://127.0.0.1:1/");
+        options.strip_namespace_prefix = "docker.io".into();
+        let backend = RegistryBackend::new(options).unwrap();
+        assert_eq!(
+            backend.repository("docker.io/library/ubuntu").unwrap(),
+            "library/ubuntu"
+        );
+        assert_eq!(
+            backend.repository("library/ubuntu").unwrap(),
+            "library/ubuntu"
+        );
+        assert_eq!(backend.repository("docker.iox/a").unwrap(), "docker.iox/a");
+    }
 
     #[test]
     fn repositories_take_the_prefix() {

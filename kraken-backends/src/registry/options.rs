@@ -26,6 +26,15 @@ pub struct RegistryBackendOptions {
     /// namespace `library/ubuntu` is read from `mirror/library/ubuntu`.
     #[serde(default)]
     pub repository_prefix: String,
+    /// Removed, with a `/`, from the start of every namespace before it
+    /// names a repository: with `docker.io`, the namespace
+    /// `docker.io/library/ubuntu` is read from `library/ubuntu`. The
+    /// pull-through namespaces of containerd mirror requests (`?ns=`) have
+    /// this shape, so a route `namespace = "docker\\.io/.*"` to a registry
+    /// backend with `strip_namespace_prefix = "docker.io"` pulls Docker Hub
+    /// images through.
+    #[serde(default)]
+    pub strip_namespace_prefix: String,
     /// How long each step may take.
     #[serde(default)]
     pub timeouts: RegistryTimeouts,
@@ -50,6 +59,7 @@ impl RegistryBackendOptions {
             url: url.into(),
             credentials: None,
             repository_prefix: String::new(),
+            strip_namespace_prefix: String::new(),
             timeouts: RegistryTimeouts::default(),
             max_manifest_size: default_max_manifest_size(),
             tls: TlsOptions::default(),

@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::server::Locations;
+use crate::auth::Token;
 use crate::http_error::ErrorBody;
 use crate::tracker::{OriginDirectory, SEGMENT};
 
@@ -71,6 +72,9 @@ pub struct OriginClientConfig {
     /// How long an origin's peer identity is remembered.
     #[serde(with = "humantime_serde")]
     pub peer_cache_ttl: Duration,
+    /// Sent as `Authorization: Bearer` to origins that require a token
+    /// for writes.
+    pub token: Option<Token>,
 }
 
 impl Default for OriginClientConfig {
@@ -84,6 +88,7 @@ impl Default for OriginClientConfig {
             poll_max: Duration::from_secs(5),
             poll_timeout: Duration::from_secs(15 * 60),
             peer_cache_ttl: Duration::from_secs(60),
+            token: None,
         }
     }
 }
@@ -676,7 +681,11 @@ impl OriginClient {
         } else {
             config.request_timeout
         };
-        self.inner.http.request(method, url).timeout(timeout)
+        let request = self.inner.http.request(method, url).timeout(timeout);
+        match &config.token {
+            Some(token) => request.bearer_auth(token.expose()),
+            None => request,
+        }
     }
 
     /// Sends one request and reads the whole answer.

@@ -3,7 +3,7 @@
 //! Members are a static list of origin addresses or a DNS name re-resolved
 //! every [`ClusterConfig::refresh_interval`]. The owners of a digest are
 //! the first [`ClusterConfig::replicas`] members in weighted rendezvous
-//! order ([`kraken_core::rendezvous`]); a member that failed
+//! order ([`kraken_core::Rendezvous`]); a member that failed
 //! [`HealthConfig::fails`] probes in a row drops out of the answer until it
 //! passes [`HealthConfig::passes`] in a row, and the next member in the
 //! order stands in for it. Every member computes the same order from the

@@ -52,6 +52,7 @@ pub use readthrough::ReadThroughConfig;
 pub use server::{Locations, ORIGIN_LOCATIONS, router};
 pub use writeback::{WriteBack, WriteBackConfig, WriteBackJob, WriteBackTask};
 
+use crate::auth::WriteAuth;
 use crate::metrics::{Metrics, instrument};
 use crate::scheduler::{Engine, EngineOptions};
 use crate::tracker::{AnnounceRequest, AnnounceResponse, Tracker};
@@ -96,6 +97,11 @@ pub struct OriginConfig {
     /// a router.
     #[serde(default = "default_readiness_namespace")]
     pub readiness_namespace: Namespace,
+    /// Tokens that uploads, commits, copies and deletes must carry; none
+    /// leaves them open. Give the other origins' client
+    /// ([`OriginConfig::client`]) one of them.
+    #[serde(default)]
+    pub auth: WriteAuth,
 }
 
 fn default_replica_delay() -> Duration {
@@ -125,6 +131,7 @@ impl OriginConfig {
             client: OriginClientConfig::default(),
             piece_lengths: PieceLengths::default(),
             readiness_namespace: default_readiness_namespace(),
+            auth: WriteAuth::default(),
         }
     }
 
@@ -369,6 +376,19 @@ impl Tracker for NoTracker {
     }
 }
 
+/// The answer to a write without an accepted token.
+fn unauthorized() -> axum::response::Response {
+    let mut response = crate::http_error::error_response(
+        axum::http::StatusCode::UNAUTHORIZED,
+        "this origin takes writes only with a token (Authorization: Bearer <token>)".into(),
+    );
+    response.headers_mut().insert(
+        axum::http::header::WWW_AUTHENTICATE,
+        axum::http::HeaderValue::from_static("Bearer realm=\"kraken-origin\""),
+    );
+    response
+}
+
 /// A running origin HTTP server.
 ///
 /// Dropping it stops the server without waiting; [`OriginServer::shutdown`]
@@ -391,7 +411,9 @@ impl OriginServer {
         let cancel = CancellationToken::new();
         let stop = cancel.clone().cancelled_owned();
         let metrics = origin.metrics().clone();
-        let app = instrument(router(origin), metrics);
+        let auth = origin.inner.config.auth.clone();
+        let app = auth.require_for_writes(router(origin), unauthorized);
+        let app = instrument(app, metrics);
         let span = tracing::info_span!("origin_http", addr = %local_addr);
         let task = tokio::spawn(
             async move {

@@ -6,7 +6,7 @@
 //! manifest bytes (the origin cluster on the proxy, the swarm on an agent)
 //! and a [`TagIndex`] for tags, repository membership, listings and
 //! referrers (build-index). Writes (uploads, manifest pushes, deletes) need
-//! a [`Writer`](crate::proxy::Writer); a registry without one answers them
+//! a [`Writer`]; a registry without one answers them
 //! with 405 `UNSUPPORTED` and a message naming where to push.
 //!
 //! Content the cluster has is served whatever `?ns=` a containerd mirror

@@ -290,13 +290,11 @@ impl BuildIndexClient {
     ) -> Result<Result<Bytes>> {
         let url = format!("http://{addr}{path}");
         let answer = async {
-            let response = self
-                .inner
-                .http
-                .request(method, &url)
-                .timeout(timeout)
-                .send()
-                .await?;
+            let mut request = self.inner.http.request(method, &url).timeout(timeout);
+            if let Some(token) = &self.inner.config.token {
+                request = request.bearer_auth(token.expose());
+            }
+            let response = request.send().await?;
             let status = response.status();
             let headers = response.headers().clone();
             Ok::<_, reqwest::Error>((status, headers, response.bytes().await?))

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bytesize::ByteSize;
 use kraken_core::Namespace;
+use kraken_p2p::auth::{Token, WriteAuth};
 use kraken_p2p::origin::{OriginClient, OriginClientConfig};
 use kraken_p2p::queue::QueueConfig;
 use regex::Regex;
@@ -59,6 +60,9 @@ pub struct BuildIndexConfig {
     /// Timeouts of the client of remote build-indexes.
     #[serde(default)]
     pub client: BuildIndexClientConfig,
+    /// Tokens that puts and deletes must carry; none leaves them open.
+    #[serde(default)]
+    pub auth: WriteAuth,
 }
 
 fn default_catalog_namespace() -> Namespace {
@@ -82,6 +86,7 @@ impl BuildIndexConfig {
             catalog_namespace: default_catalog_namespace(),
             max_manifest_size: default_max_manifest_size(),
             client: BuildIndexClientConfig::default(),
+            auth: WriteAuth::default(),
         }
     }
 
@@ -183,6 +188,9 @@ pub struct BuildIndexClientConfig {
     /// the origins and may wait for them to read blobs from the backend.
     #[serde(with = "humantime_serde")]
     pub put_timeout: Duration,
+    /// Sent as `Authorization: Bearer` to build-indexes that require a
+    /// token for writes.
+    pub token: Option<Token>,
 }
 
 impl Default for BuildIndexClientConfig {
@@ -191,6 +199,7 @@ impl Default for BuildIndexClientConfig {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
             put_timeout: Duration::from_secs(10 * 60),
+            token: None,
         }
     }
 }

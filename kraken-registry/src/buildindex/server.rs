@@ -6,7 +6,6 @@
 //! ...) and never reaches the tables. Query strings are read by hand:
 //! `tag` repeats, which form decoding does not keep.
 
-use std::io;
 use std::net::SocketAddr;
 
 use axum::Json;
@@ -17,12 +16,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use kraken_core::Digest;
-use kraken_p2p::metrics::instrument;
 use percent_encoding::percent_decode_str;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use super::{BuildIndex, OriginMembers, Page};
 use crate::error::{Error, ErrorCode, Result};
@@ -228,51 +223,30 @@ async fn method_not_allowed() -> Error {
 /// flight to finish.
 #[derive(Debug)]
 pub struct BuildIndexServer {
-    local_addr: SocketAddr,
-    cancel: CancellationToken,
-    task: Option<JoinHandle<io::Result<()>>>,
+    server: crate::http::Server,
 }
 
 impl BuildIndexServer {
     /// Serves `index`'s [`router`] on `listener` until shut down, with
     /// `GET /metrics` and every request counted in
-    /// [`BuildIndex::metrics`].
+    /// [`BuildIndex::metrics`]; writes need one of the config's `auth`
+    /// tokens when it names any.
     ///
     /// # Errors
     ///
     /// `UNKNOWN` when the listener has no local address.
     pub fn serve(listener: TcpListener, index: BuildIndex) -> Result<BuildIndexServer> {
-        let local_addr = listener
-            .local_addr()
-            .map_err(|e| Error::new(ErrorCode::Unknown, format!("listener address: {e}")))?;
-        let cancel = CancellationToken::new();
-        let stop = cancel.clone().cancelled_owned();
         let metrics = index.metrics().clone();
-        let app = instrument(router(index), metrics);
-        let span = tracing::info_span!("build_index_http", addr = %local_addr);
-        let task = tokio::spawn(
-            async move {
-                tracing::info!("build-index listening");
-                let served = axum::serve(listener, app)
-                    .with_graceful_shutdown(stop)
-                    .await;
-                if let Err(e) = &served {
-                    tracing::error!(error = %e, "build-index server failed");
-                }
-                served
-            }
-            .instrument(span),
-        );
-        Ok(BuildIndexServer {
-            local_addr,
-            cancel,
-            task: Some(task),
-        })
+        let auth = index.auth().clone();
+        let app = auth.require_for_writes(router(index), unauthorized);
+        let server = crate::http::Server::serve(listener, app, "build_index", metrics)
+            .map_err(|e| Error::new(ErrorCode::Unknown, format!("listener address: {e}")))?;
+        Ok(BuildIndexServer { server })
     }
 
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.server.local_addr()
     }
 
     /// Stops accepting connections, lets requests in flight finish, and
@@ -281,26 +255,27 @@ impl BuildIndexServer {
     /// # Errors
     ///
     /// `UNKNOWN` when the server had failed while serving.
-    pub async fn shutdown(mut self) -> Result<()> {
-        self.cancel.cancel();
-        let Some(task) = self.task.take() else {
-            return Ok(());
-        };
-        let failed = |m: String| Error::new(ErrorCode::Unknown, m);
-        match task.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(failed(format!("build-index server failed: {e}"))),
-            Err(e) => Err(failed(format!(
-                "build-index server task ended abnormally: {e}"
-            ))),
-        }
+    pub async fn shutdown(self) -> Result<()> {
+        self.server.shutdown().await.map_err(|e| {
+            Error::new(
+                ErrorCode::Unknown,
+                format!("build-index server failed: {e}"),
+            )
+        })
     }
 }
 
-impl Drop for BuildIndexServer {
-    fn drop(&mut self) {
-        self.cancel.cancel();
-    }
+/// The answer to a write without an accepted token.
+fn unauthorized() -> Response {
+    Error::new(
+        ErrorCode::Unauthorized,
+        "build-index takes writes only with a token (Authorization: Bearer <token>)",
+    )
+    .with_header(
+        "www-authenticate",
+        "Bearer realm=\"kraken-build-index\"".into(),
+    )
+    .into_response()
 }
 
 #[cfg(test)]

@@ -493,6 +493,11 @@ impl BuildIndex {
         Ok(())
     }
 
+    /// The tokens writes must carry.
+    pub(crate) fn auth(&self) -> &kraken_p2p::auth::WriteAuth {
+        &self.inner.config.auth
+    }
+
     /// The metrics `GET /metrics` answers: requests by route, and the
     /// write-back and replication queues.
     pub fn metrics(&self) -> &Metrics {

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use kraken_core::{BlobStore, BlobStream, ByteRange, Digest, Namespace};
+use kraken_p2p::auth::WriteAuth;
 use kraken_p2p::origin::OriginClient;
 
 use crate::api::{BlobSource, Registry};
@@ -28,7 +29,13 @@ pub use uploads::UploadConfig;
 /// The proxy's HTTP API: the read/write registry of `registry`, and
 /// `POST /registry/notifications`, the preheat webhook, which makes
 /// `origins` fetch what other registries announce.
-pub fn router(registry: Registry, origins: OriginClient) -> axum::Router {
+///
+/// With tokens in `auth`, every write (and the webhook) needs one, sent as
+/// the password of basic credentials (`skopeo --dest-creds any:<token>`,
+/// `docker login`) or as a bearer token; `GET /v2/` without them answers
+/// 401 with a `Basic` challenge, so clients learn to send them. Pulls stay
+/// open.
+pub fn router(registry: Registry, origins: OriginClient, auth: WriteAuth) -> axum::Router {
     let webhook = axum::Router::new()
         .route(
             "/registry/notifications",
@@ -36,7 +43,33 @@ pub fn router(registry: Registry, origins: OriginClient) -> axum::Router {
         )
         .layer(axum::middleware::from_fn(crate::http::registry_layer))
         .with_state(origins);
-    crate::api::router(registry).merge(webhook)
+    let app = crate::api::router(registry).merge(webhook);
+    if auth.is_open() {
+        return app;
+    }
+    app.layer(axum::middleware::from_fn_with_state(auth, require_token))
+}
+
+/// Lets reads through; writes and the `/v2/` ping need an accepted token.
+async fn require_token(
+    axum::extract::State(auth): axum::extract::State<WriteAuth>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::Method;
+    use axum::response::IntoResponse;
+    let path = request.uri().path();
+    let ping = path == "/v2/" || path == "/v2";
+    let read = matches!(*request.method(), Method::GET | Method::HEAD);
+    if (read && !ping) || auth.allows(request.headers()) {
+        return next.run(request).await;
+    }
+    Error::new(
+        crate::error::ErrorCode::Unauthorized,
+        "pushes to this registry need credentials: the password is a token of the proxy's [proxy.auth]",
+    )
+    .with_header("www-authenticate", "Basic realm=\"kraken\"".into())
+    .into_response()
 }
 
 /// Takes uploads and pushes verified blobs and manifests to the origins.

@@ -95,6 +95,7 @@ pub fn client_config() -> BuildIndexClientConfig {
         connect_timeout: Duration::from_secs(1),
         request_timeout: Duration::from_secs(10),
         put_timeout: Duration::from_secs(30),
+        token: None,
     }
 }
 

@@ -29,6 +29,15 @@ impl TestCluster {
     }
 
     pub async fn with(origins: usize, agents: usize) -> TestCluster {
+        TestCluster::secured(origins, agents, None).await
+    }
+
+    /// As [`TestCluster::with`], writes needing `token` when given.
+    pub async fn secured(
+        origins: usize,
+        agents: usize,
+        token: Option<kraken_p2p::auth::Token>,
+    ) -> TestCluster {
         let dir = tempfile::tempdir().unwrap();
         let fs = Arc::new(
             FsBackend::open(FsBackendOptions {
@@ -43,6 +52,7 @@ impl TestCluster {
             agents,
             replicas: 2,
             ports: Ports::Ephemeral,
+            token,
             ..ClusterOptions::local(dir.path().join("cluster"))
         };
         let cluster = Cluster::start(options, backend).await.unwrap();
