@@ -69,13 +69,15 @@ fn start_upstream() -> Option<Upstream> {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // Held at once, so the process is killed and reaped however this ends.
+    let upstream = Upstream {
+        child,
+        port,
+        _dir: dir,
+    };
     for _ in 0..200 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Some(Upstream {
-                child,
-                port,
-                _dir: dir,
-            });
+            return Some(upstream);
         }
         std::thread::sleep(Duration::from_millis(50));
     }
