@@ -8,6 +8,7 @@
 mod config;
 mod conn;
 mod engine;
+mod pick;
 mod serve;
 mod session;
 mod stream;

@@ -622,21 +622,10 @@ impl Session {
             }
         };
         self.next_announce = now + self.interval;
-        if self.torrent.is_complete() {
-            return Vec::new();
-        }
-        for peer in peers {
-            let busy = self.torrent.connection_count() + self.dialing.len();
-            if busy >= self.inner.config.max_connections {
-                break;
-            }
-            let me = peer.peer_id == self.inner.local.peer_id;
-            if me
-                || self.dialing.contains(&peer.peer_id)
-                || !self.torrent.accepts(&peer.peer_id, now)
-            {
-                continue;
-            }
+        let me = &self.inner.local.peer_id;
+        let chosen = self.torrent.peers_to_dial(now, me, &peers, &self.dialing);
+        let chosen: Vec<PeerInfo> = chosen.into_iter().cloned().collect();
+        for peer in chosen {
             self.dial(peer);
         }
         Vec::new()

@@ -13,15 +13,21 @@
 //! broken at random, so the swarm spreads every piece early and no piece
 //! stays held only by the seed. When few pieces remain (endgame), a piece
 //! may be requested from several peers at once.
+//!
+//! Piece choice runs on every request, so it looks at the pieces a peer
+//! could give us 64 at a time (its bitfield less ours, less pieces already
+//! asked for) rather than testing every piece of the blob one by one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
-use kraken_core::{Bitfield, PeerId, PieceIndex};
+use kraken_core::{Bitfield, PeerId, PeerInfo, PieceIndex};
 use rand::Rng;
 use rand::rngs::StdRng;
 
 use super::SchedulerConfig;
+use super::pick::{Availability, Picker, Requested};
 
 /// Something the engine must do on the torrent's behalf.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,17 +78,17 @@ pub enum Verdict {
 }
 
 #[derive(Debug)]
-struct Peer {
-    bitfield: Bitfield,
-    origin: bool,
+pub(super) struct Peer {
+    pub(super) bitfield: Bitfield,
+    pub(super) origin: bool,
     /// Requests sent to this peer and not yet answered, with deadlines.
-    inflight: Vec<(PieceIndex, Duration)>,
+    pub(super) inflight: Vec<(PieceIndex, Duration)>,
     /// Last time a piece moved on this connection, either way.
-    last_progress: Duration,
+    pub(super) last_progress: Duration,
 }
 
 impl Peer {
-    fn asked_for(&self, piece: PieceIndex) -> bool {
+    pub(super) fn asked_for(&self, piece: PieceIndex) -> bool {
         self.inflight.iter().any(|(p, _)| *p == piece)
     }
 }
@@ -94,10 +100,11 @@ pub struct Torrent {
     piece_count: u32,
     request_timeout: Duration,
     have: Bitfield,
-    peers: HashMap<PeerId, Peer>,
+    /// `have.count()`, kept so completeness and endgame cost nothing.
+    held: u32,
+    peers: HashMap<PeerId, Peer, PeerOrder>,
     availability: Availability,
-    /// How many requests are in flight for each piece.
-    requested: Vec<u32>,
+    requested: Requested,
     blacklist: HashMap<PeerId, Duration>,
     stream_cursor: Option<u32>,
     rng: StdRng,
@@ -106,16 +113,22 @@ pub struct Torrent {
 impl Torrent {
     /// Starts the state of a blob of `piece_count` pieces of `piece_length`
     /// bytes, of which `have` are already stored (a resumed download).
-    pub fn new(config: SchedulerConfig, piece_length: u64, have: Bitfield, rng: StdRng) -> Self {
+    pub fn new(
+        config: SchedulerConfig,
+        piece_length: u64,
+        have: Bitfield,
+        mut rng: StdRng,
+    ) -> Self {
         let piece_count = have.len();
         Torrent {
             request_timeout: config.request_timeout(piece_length),
             config,
             piece_count,
+            held: have.count(),
             have,
-            peers: HashMap::new(),
+            peers: HashMap::with_hasher(PeerOrder(rng.random())),
             availability: Availability::new(piece_count),
-            requested: vec![0; piece_count as usize],
+            requested: Requested::new(piece_count),
             blacklist: HashMap::new(),
             stream_cursor: None,
             rng,
@@ -129,7 +142,7 @@ impl Torrent {
 
     /// Returns true when every piece is held.
     pub fn is_complete(&self) -> bool {
-        self.have.is_complete()
+        self.held == self.piece_count
     }
 
     /// Returns the connected peers.
@@ -148,6 +161,38 @@ impl Torrent {
         !self.peers.contains_key(peer)
             && !self.is_blacklisted(peer, now)
             && self.peers.len() < self.config.max_connections
+    }
+
+    /// Picks, in the tracker's order, the peers of a handout to dial now:
+    /// not `me`, not connected, not being dialled and not blacklisted,
+    /// while connections and dials under way leave a slot free. A complete
+    /// torrent dials nobody; it only seeds to peers that dial it.
+    pub fn peers_to_dial<'a>(
+        &self,
+        now: Duration,
+        me: &PeerId,
+        handout: &'a [PeerInfo],
+        dialing: &HashSet<PeerId>,
+    ) -> Vec<&'a PeerInfo> {
+        let mut chosen: Vec<&PeerInfo> = Vec::new();
+        if self.is_complete() {
+            return chosen;
+        }
+        for peer in handout {
+            let busy = self.peers.len() + dialing.len() + chosen.len();
+            if busy >= self.config.max_connections {
+                break;
+            }
+            let id = &peer.peer_id;
+            let skip = id == me
+                || dialing.contains(id)
+                || chosen.iter().any(|c| c.peer_id == *id)
+                || !self.accepts(id, now);
+            if !skip {
+                chosen.push(peer);
+            }
+        }
+        chosen
     }
 
     /// Returns true while `peer` is blacklisted.
@@ -276,6 +321,7 @@ impl Torrent {
             return actions;
         }
         self.have.set(piece);
+        self.held += 1;
         actions.push(Action::Announce(piece));
         self.cancel_others(piece, &mut actions);
         if self.is_complete() {
@@ -328,7 +374,7 @@ impl Torrent {
             });
         }
         for (id, piece) in expired {
-            self.requested[piece.as_usize()] -= 1;
+            self.requested.remove(piece);
             actions.push(Action::Cancel { peer: id, piece });
             // A peer too slow for one piece is not asked for it again.
             self.unset(id, piece);
@@ -362,7 +408,7 @@ impl Torrent {
             && let Some(at) = peer.inflight.iter().position(|(p, _)| *p == piece)
         {
             peer.inflight.swap_remove(at);
-            self.requested[piece.as_usize()] -= 1;
+            self.requested.remove(piece);
         }
     }
 
@@ -387,7 +433,7 @@ impl Torrent {
             self.availability.remove(piece, peer.origin);
         }
         for (piece, _) in &peer.inflight {
-            self.requested[piece.as_usize()] -= 1;
+            self.requested.remove(*piece);
         }
         true
     }
@@ -401,7 +447,7 @@ impl Torrent {
         for (id, peer) in self.peers.iter_mut().filter(|(_, p)| p.origin) {
             if let Some(at) = peer.inflight.iter().position(|(p, _)| *p == piece) {
                 peer.inflight.swap_remove(at);
-                self.requested[piece.as_usize()] -= 1;
+                self.requested.remove(piece);
                 actions.push(Action::Cancel { peer: *id, piece });
             }
         }
@@ -411,7 +457,7 @@ impl Torrent {
         for (id, peer) in &mut self.peers {
             if let Some(at) = peer.inflight.iter().position(|(p, _)| *p == piece) {
                 peer.inflight.swap_remove(at);
-                self.requested[piece.as_usize()] -= 1;
+                self.requested.remove(piece);
                 actions.push(Action::Cancel { peer: *id, piece });
             }
         }
@@ -430,11 +476,11 @@ impl Torrent {
         for peer in self.peers.values_mut() {
             peer.inflight.clear();
         }
-        self.requested.iter_mut().for_each(|r| *r = 0);
+        self.requested = Requested::new(self.piece_count);
     }
 
     fn in_endgame(&self) -> bool {
-        let missing = (self.piece_count - self.have.count()) as usize;
+        let missing = (self.piece_count - self.held) as usize;
         missing <= self.config.endgame_threshold
     }
 
@@ -473,93 +519,48 @@ impl Torrent {
             let Some(piece) = picker.choose(window, &mut self.rng) else {
                 return;
             };
-            self.requested[piece.as_usize()] += 1;
+            self.requested.add(piece);
             peer.inflight.push((piece, now + self.request_timeout));
             actions.push(Action::Request { peer: id, piece });
         }
     }
 }
 
-/// How many connected peers hold each piece, and how many of them are
-/// origins.
-#[derive(Debug)]
-struct Availability {
-    all: Vec<u32>,
-    origins: Vec<u32>,
-}
+/// Hashes peer ids with a key drawn from the torrent's generator, so the
+/// order in which peers are visited (who gets first pick of the rarest
+/// pieces) differs from torrent to torrent, favouring no peer id across a
+/// swarm, yet is the same for the same seed. The map holds at most
+/// `max_connections` entries, so a peer choosing ids to collide gains
+/// nothing.
+#[derive(Debug, Clone)]
+struct PeerOrder(u64);
 
-impl Availability {
-    fn new(pieces: u32) -> Self {
-        Availability {
-            all: vec![0; pieces as usize],
-            origins: vec![0; pieces as usize],
-        }
-    }
+impl BuildHasher for PeerOrder {
+    type Hasher = PeerHasher;
 
-    fn add(&mut self, piece: PieceIndex, origin: bool) {
-        self.all[piece.as_usize()] += 1;
-        self.origins[piece.as_usize()] += u32::from(origin);
-    }
-
-    fn remove(&mut self, piece: PieceIndex, origin: bool) {
-        self.all[piece.as_usize()] -= 1;
-        self.origins[piece.as_usize()] -= u32::from(origin);
-    }
-
-    fn agents(&self, i: u32) -> u32 {
-        self.all[i as usize] - self.origins[i as usize]
+    fn build_hasher(&self) -> PeerHasher {
+        PeerHasher(self.0)
     }
 }
 
-/// Piece choice for one peer, over borrowed torrent state.
-struct Picker<'a> {
-    have: &'a Bitfield,
-    availability: &'a Availability,
-    requested: &'a [u32],
-    peer: &'a Peer,
-    endgame: bool,
-}
+struct PeerHasher(u64);
 
-impl Picker<'_> {
-    /// Returns whether to ask this peer for piece `i`. Origins are asked
-    /// only for pieces no connected agent holds: every byte agents trade
-    /// among themselves is a byte the origins need not send, which keeps a
-    /// few origins enough for a large swarm.
-    fn wanted(&self, i: u32) -> bool {
-        let piece = PieceIndex(i);
-        !self.have.has(piece)
-            && self.peer.bitfield.has(piece)
-            && !self.peer.asked_for(piece)
-            && (self.endgame || self.requested[i as usize] == 0)
-            && (!self.peer.origin || self.endgame || self.availability.agents(i) == 0)
+impl Hasher for PeerHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            let mixed = (self.0 ^ u64::from_le_bytes(word)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            self.0 = mixed.rotate_left(31);
+        }
     }
 
-    /// Picks the streaming reader's next wanted piece within `window`, or
-    /// else the rarest wanted piece, ties broken at random.
-    fn choose(&self, window: Option<std::ops::Range<u32>>, rng: &mut StdRng) -> Option<PieceIndex> {
-        if let Some(i) = window.into_iter().flatten().find(|&i| self.wanted(i)) {
-            return Some(PieceIndex(i));
-        }
-        let mut best: Option<(u32, u32)> = None;
-        let mut ties = 0u32;
-        for i in (0..self.have.len()).filter(|&i| self.wanted(i)) {
-            // In endgame, prefer pieces with the fewest requests out.
-            let key = self.availability.all[i as usize] + self.requested[i as usize] * 1024;
-            match best {
-                Some((k, _)) if key > k => {}
-                Some((k, _)) if key == k => {
-                    ties += 1;
-                    if rng.random_range(0..=ties) == 0 {
-                        best = Some((key, i));
-                    }
-                }
-                _ => {
-                    best = Some((key, i));
-                    ties = 0;
-                }
-            }
-        }
-        best.map(|(_, i)| PieceIndex(i))
+    fn finish(&self) -> u64 {
+        // The finaliser of splitmix64: every input bit reaches every output bit.
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use kraken_core::{Bitfield, PeerId, PieceIndex};
+use kraken_core::{Bitfield, PeerId, PeerInfo, PieceIndex};
 use proptest::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -345,4 +345,37 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn dials_handout_peers_in_order_while_slots_are_free() {
+    let config = SchedulerConfig {
+        max_connections: 3,
+        ..SchedulerConfig::default()
+    };
+    let mut t = Torrent::new(config, PIECE_LEN, Bitfield::new(4), rng());
+    t.peer_connected(T0, id(1), Bitfield::new(4), false);
+    t.blacklist(id(3), T0);
+    let addr = "127.0.0.1:1".parse().unwrap();
+    let handout: Vec<PeerInfo> = [0, 1, 2, 3, 4, 5, 6]
+        .into_iter()
+        .map(|n| PeerInfo::new(id(n), addr))
+        .collect();
+    let dialing = [id(2)].into_iter().collect();
+    let chosen: Vec<_> = t
+        .peers_to_dial(T0, &id(0), &handout, &dialing)
+        .into_iter()
+        .map(|p| p.peer_id)
+        .collect();
+    // One slot connected, one dialling: one left, and not for ourselves,
+    // a connected, a dialled or a blacklisted peer.
+    assert_eq!(chosen, [id(4)]);
+    let done = Torrent::new(
+        SchedulerConfig::default(),
+        PIECE_LEN,
+        Bitfield::full(4),
+        rng(),
+    );
+    let none = done.peers_to_dial(T0, &id(0), &handout, &Default::default());
+    assert!(none.is_empty(), "a complete torrent only seeds");
 }
