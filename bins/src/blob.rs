@@ -132,7 +132,7 @@ async fn pull(
 ) -> anyhow::Result<()> {
     let ns = kraken_registry::http::segment(namespace.as_str());
     let url = format!("http://{agent}/namespace/{ns}/blobs/{digest}");
-    let http = reqwest::Client::builder().no_proxy().build()?;
+    let http = kraken_p2p::http_tls::client_builder(None)?.build()?;
     let response = http
         .get(&url)
         .send()

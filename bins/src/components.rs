@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::Context;
 use kraken_backends::config::BackendRoute;
 use kraken_core::disk::DiskStoreOptions;
+use kraken_p2p::http_tls::{ClientTlsOptions, ServerTlsOptions};
 use kraken_p2p::origin::OriginConfig;
 use kraken_registry::buildindex::BuildIndexConfig;
 use kraken_registry::node::{self, AgentOptions, ProxyOptions, TrackerOptions};
@@ -31,6 +32,22 @@ fn check<E: std::fmt::Display>(what: &str, result: Result<(), E>) -> Result<(), 
     result.map_err(|e| format!("{what}: {e}"))
 }
 
+/// Loads the listener TLS of `table`, when set, to find bad files at start.
+fn check_server_tls(table: &str, tls: Option<&ServerTlsOptions>) -> Result<(), String> {
+    match tls {
+        Some(tls) => check(table, tls.load().map(drop)),
+        None => Ok(()),
+    }
+}
+
+/// Loads the client TLS of `table`, when set, to find bad files at start.
+fn check_client_tls(table: &str, tls: Option<&ClientTlsOptions>) -> Result<(), String> {
+    match tls {
+        Some(tls) => check(table, tls.load().map(drop)),
+        None => Ok(()),
+    }
+}
+
 /// `kraken-origin`'s file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,6 +55,9 @@ pub struct OriginFile {
     /// Where the HTTP API listens; `origin.addr` is how the cluster names
     /// this origin and may differ (a DNS name, a NAT).
     pub listen: SocketAddr,
+    /// TLS of the HTTP API; plain HTTP when absent.
+    #[serde(default)]
+    pub tls: Option<ServerTlsOptions>,
     /// Log settings.
     #[serde(default)]
     pub log: LogOptions,
@@ -58,6 +78,11 @@ impl ComponentConfig for OriginFile {
         }
         Ok(())
     }
+
+    fn check_files(&self) -> Result<(), String> {
+        check_server_tls("[tls]", self.tls.as_ref())?;
+        check_client_tls("[origin.client.tls]", self.origin.client.tls.as_ref())
+    }
 }
 
 /// `kraken-tracker`'s file.
@@ -66,6 +91,9 @@ impl ComponentConfig for OriginFile {
 pub struct TrackerFile {
     /// Where the HTTP API listens.
     pub listen: SocketAddr,
+    /// TLS of the HTTP API; plain HTTP when absent.
+    #[serde(default)]
+    pub tls: Option<ServerTlsOptions>,
     /// Log settings.
     #[serde(default)]
     pub log: LogOptions,
@@ -83,6 +111,14 @@ impl ComponentConfig for TrackerFile {
             self.tracker.origin_client.validate(),
         )
     }
+
+    fn check_files(&self) -> Result<(), String> {
+        check_server_tls("[tls]", self.tls.as_ref())?;
+        check_client_tls(
+            "[tracker.origin_client.tls]",
+            self.tracker.origin_client.tls.as_ref(),
+        )
+    }
 }
 
 /// `kraken-build-index`'s file.
@@ -91,6 +127,9 @@ impl ComponentConfig for TrackerFile {
 pub struct BuildIndexFile {
     /// Where the HTTP API listens.
     pub listen: SocketAddr,
+    /// TLS of the HTTP API; plain HTTP when absent.
+    #[serde(default)]
+    pub tls: Option<ServerTlsOptions>,
     /// Log settings.
     #[serde(default)]
     pub log: LogOptions,
@@ -108,6 +147,16 @@ impl ComponentConfig for BuildIndexFile {
         }
         Ok(())
     }
+
+    fn check_files(&self) -> Result<(), String> {
+        let index = &self.build_index;
+        check_server_tls("[tls]", self.tls.as_ref())?;
+        check_client_tls(
+            "[build_index.origin_client.tls]",
+            index.origin_client.tls.as_ref(),
+        )?;
+        check_client_tls("[build_index.client.tls]", index.client.tls.as_ref())
+    }
 }
 
 /// `kraken-proxy`'s file.
@@ -116,6 +165,9 @@ impl ComponentConfig for BuildIndexFile {
 pub struct ProxyFile {
     /// Where the registry API listens.
     pub listen: SocketAddr,
+    /// TLS of the registry API; plain HTTP when absent.
+    #[serde(default)]
+    pub tls: Option<ServerTlsOptions>,
     /// Log settings.
     #[serde(default)]
     pub log: LogOptions,
@@ -130,6 +182,19 @@ impl ComponentConfig for ProxyFile {
         }
         check("[proxy.origin_client]", self.proxy.origin_client.validate())?;
         check("[proxy.store]", self.proxy.store.validate())
+    }
+
+    fn check_files(&self) -> Result<(), String> {
+        let proxy = &self.proxy;
+        check_server_tls("[tls]", self.tls.as_ref())?;
+        check_client_tls(
+            "[proxy.origin_client.tls]",
+            proxy.origin_client.tls.as_ref(),
+        )?;
+        check_client_tls(
+            "[proxy.build_index_client.tls]",
+            proxy.build_index_client.tls.as_ref(),
+        )
     }
 }
 
@@ -153,6 +218,19 @@ impl ComponentConfig for AgentFile {
         check("[agent.p2p.scheduler]", agent.p2p.scheduler.validate())?;
         check("[agent.tracker_client]", agent.tracker_client.validate())?;
         check("[agent.store]", agent.store.validate())
+    }
+
+    fn check_files(&self) -> Result<(), String> {
+        let agent = &self.agent;
+        check_server_tls("[agent.registry_tls]", agent.registry_tls.as_ref())?;
+        check_client_tls(
+            "[agent.tracker_client.tls]",
+            agent.tracker_client.tls.as_ref(),
+        )?;
+        check_client_tls(
+            "[agent.build_index_client.tls]",
+            agent.build_index_client.tls.as_ref(),
+        )
     }
 }
 
@@ -185,7 +263,7 @@ pub async fn origin(args: ComponentArgs) -> anyhow::Result<()> {
     let backend = kraken_backends::config::build(&file.backends)
         .await
         .context("[[backends]]")?;
-    let listener = node::bind(file.listen, "origin").await?;
+    let listener = node::listen(file.listen, "origin", file.tls.as_ref()).await?;
     let node = node::origin(file.origin, file.store, backend, listener).await?;
     crate::shutdown_signal().await;
     node.shutdown(FLUSH_GRACE).await;
@@ -202,7 +280,8 @@ pub async fn tracker(args: ComponentArgs) -> anyhow::Result<()> {
         return Ok(());
     };
     let cancel = CancellationToken::new();
-    let server = node::tracker(file.tracker, file.listen, &cancel).await?;
+    let listener = node::listen(file.listen, "tracker", file.tls.as_ref()).await?;
+    let server = node::tracker(file.tracker, listener, &cancel).await?;
     crate::shutdown_signal().await;
     server.shutdown().await?;
     Ok(())
@@ -220,7 +299,7 @@ pub async fn build_index(args: ComponentArgs) -> anyhow::Result<()> {
     let backend = kraken_backends::config::build(&file.backends)
         .await
         .context("[[backends]]")?;
-    let listener = node::bind(file.listen, "build-index").await?;
+    let listener = node::listen(file.listen, "build-index", file.tls.as_ref()).await?;
     let node = node::build_index(file.build_index, backend, listener).await?;
     crate::shutdown_signal().await;
     node.shutdown().await;
@@ -236,7 +315,7 @@ pub async fn proxy(args: ComponentArgs) -> anyhow::Result<()> {
     let Some(file) = prepare::<ProxyFile>(&args, |f| f.log.clone())? else {
         return Ok(());
     };
-    let listener = node::bind(file.listen, "proxy").await?;
+    let listener = node::listen(file.listen, "proxy", file.tls.as_ref()).await?;
     let server = node::proxy(file.proxy, listener).await?;
     crate::shutdown_signal().await;
     server.shutdown().await?;
@@ -275,13 +354,19 @@ pub fn parse(component: &str, text: &str) -> anyhow::Result<()> {
     }
 }
 
-/// Whether `path` holds a config of `component` that loads.
+/// Whether `path` holds a config of `component` that loads, with the TLS
+/// files it names.
 ///
 /// # Errors
 ///
 /// The file cannot be read, parsed or validated.
 pub fn check_file(component: &str, path: &Path) -> anyhow::Result<()> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    parse(component, &text).with_context(|| format!("config file {}", path.display()))
+    match component {
+        "origin" => config::load::<OriginFile>(path).map(drop),
+        "tracker" => config::load::<TrackerFile>(path).map(drop),
+        "build-index" => config::load::<BuildIndexFile>(path).map(drop),
+        "proxy" => config::load::<ProxyFile>(path).map(drop),
+        "agent" => config::load::<AgentFile>(path).map(drop),
+        other => anyhow::bail!("no component {other:?}"),
+    }
 }

@@ -17,6 +17,17 @@ pub trait ComponentConfig: DeserializeOwned + fmt::Debug {
     ///
     /// A message naming the first bad setting.
     fn validate(&self) -> Result<(), String>;
+
+    /// Reads the files the config names (TLS certificates and keys) and
+    /// checks they are usable. Run by [`load`], at start and by `--check`,
+    /// but not by [`parse`], which never touches the filesystem.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the table and the file at fault.
+    fn check_files(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Parses and validates a config from TOML text.
@@ -39,5 +50,10 @@ pub fn parse<T: ComponentConfig>(text: &str) -> anyhow::Result<T> {
 pub fn load<T: ComponentConfig>(path: &Path) -> anyhow::Result<T> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
-    parse(&text).with_context(|| format!("config file {}", path.display()))
+    let config: T = parse(&text).with_context(|| format!("config file {}", path.display()))?;
+    config
+        .check_files()
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("config file {}", path.display()))?;
+    Ok(config)
 }

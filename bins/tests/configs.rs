@@ -106,3 +106,39 @@ fn secrets_are_redacted_when_logged() {
     let logged = format!("{file:?}");
     assert!(!logged.contains("very-secret-value"), "{logged}");
 }
+
+#[test]
+fn missing_tls_files_are_named_at_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("proxy.crt");
+    let key = dir.path().join("proxy.key");
+    let path = dir.path().join("tracker.toml");
+    let with_tls = format!(
+        "{TRACKER}[tls]\ncert = {:?}\nkey = {:?}\n",
+        cert.display().to_string(),
+        key.display().to_string()
+    );
+    // Parsing alone never touches the filesystem.
+    parse("tracker", &with_tls).unwrap();
+    std::fs::write(&path, &with_tls).unwrap();
+    let e = format!("{:#}", check_file("tracker", &path).unwrap_err());
+    assert!(e.contains("[tls]") && e.contains("proxy.crt"), "{e}");
+
+    std::fs::write(&cert, "not a certificate\n").unwrap();
+    let e = format!("{:#}", check_file("tracker", &path).unwrap_err());
+    assert!(
+        e.contains("holds no certificate") && e.contains("proxy.crt"),
+        "{e}"
+    );
+
+    let client = format!(
+        "{TRACKER}[tracker.origin_client.tls]\nca = {:?}\n",
+        dir.path().join("no-ca.pem").display().to_string()
+    );
+    std::fs::write(&path, client).unwrap();
+    let e = format!("{:#}", check_file("tracker", &path).unwrap_err());
+    assert!(
+        e.contains("[tracker.origin_client.tls]") && e.contains("no-ca.pem"),
+        "{e}"
+    );
+}

@@ -118,7 +118,9 @@ async fn create_container(azurite: &Azurite) {
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &STANDARD.decode(KEY).unwrap());
     let signature = STANDARD.encode(ring::hmac::sign(&key, string_to_sign.as_bytes()));
     let url = format!("{}/{CONTAINER}?restype=container", azurite.endpoint());
-    let response = reqwest::Client::new()
+    let response = common::plain_http()
+        .build()
+        .unwrap()
         .put(url)
         .header("x-ms-date", date)
         .header("x-ms-version", version)

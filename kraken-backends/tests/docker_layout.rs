@@ -282,7 +282,7 @@ async fn s3_and_a_registry_share_a_garage_bucket() {
     let got = pull.manifest(&new, "v1").await.unwrap();
     assert_eq!((got.bytes, got.digest), (written, written_digest));
     let blob_name = Digest::sha256_of(&blob).to_string();
-    let raw = reqwest::Client::builder()
+    let raw = common::plain_http()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();

@@ -42,6 +42,7 @@ pub mod agent;
 pub mod auth;
 mod blob_http;
 pub mod http_error;
+pub mod http_tls;
 pub mod metrics;
 pub mod origin;
 pub mod queue;

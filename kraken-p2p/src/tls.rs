@@ -174,7 +174,7 @@ impl PeerTls {
         let roots = Arc::new(load_roots(&options.ca)?);
         let chain = load_certs("certificate", &options.cert)?;
         let key = load_key(&options.key)?;
-        let certified = certify(chain, key, options, &provider)?;
+        let certified = certify(chain, key, (&options.cert, &options.key), &provider)?;
         let server_name = options.server_name.as_deref().map(parse_name).transpose()?;
 
         let client_verifier =
@@ -257,7 +257,10 @@ fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
     })
 }
 
-fn load_certs(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+pub(crate) fn load_certs(
+    what: &'static str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let pem = read(what, path)?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
@@ -275,7 +278,7 @@ fn load_certs(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'sta
     Ok(certs)
 }
 
-fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
+pub(crate) fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     for cert in load_certs("ca", path)? {
         roots.add(cert).map_err(|source| TlsError::Unusable {
@@ -287,7 +290,7 @@ fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
     Ok(roots)
 }
 
-fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+pub(crate) fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     let pem = read("private key", path)?;
     PrivateKeyDer::from_pem_slice(&pem).map_err(|e| match e {
         pem::Error::NoItemsFound => TlsError::NoKey {
@@ -303,20 +306,20 @@ fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 
 /// Pairs the chain with its key, refusing a key that belongs to another
 /// certificate: rustls would otherwise only fail at the first handshake.
-fn certify(
+pub(crate) fn certify(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
-    options: &TlsOptions,
+    (cert_path, key_path): (&Path, &Path),
     provider: &CryptoProvider,
 ) -> Result<Arc<CertifiedKey>, TlsError> {
     let certified = CertifiedKey::from_der(chain, key, provider).map_err(|e| match e {
         rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch) => TlsError::KeyMismatch {
-            cert: options.cert.clone(),
-            key: options.key.clone(),
+            cert: cert_path.to_owned(),
+            key: key_path.to_owned(),
         },
         source => TlsError::Unusable {
             what: "private key",
-            path: options.key.clone(),
+            path: key_path.to_owned(),
             source,
         },
     })?;

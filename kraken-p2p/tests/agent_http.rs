@@ -53,7 +53,10 @@ impl Cluster {
             origin,
             agent,
             agent_store,
-            client: reqwest::Client::new(),
+            client: kraken_p2p::http_tls::client_builder(None)
+                .unwrap()
+                .build()
+                .unwrap(),
         }
     }
 

@@ -87,7 +87,10 @@ impl TestCluster {
             backend,
             faults,
             client,
-            http: reqwest::Client::builder().no_proxy().build().unwrap(),
+            http: kraken_p2p::http_tls::client_builder(None)
+                .unwrap()
+                .build()
+                .unwrap(),
         };
         for i in 0..ORIGINS {
             cluster.start_origin(i).await;

@@ -161,7 +161,10 @@ async fn bad_input_gets_json_errors_and_good_input_still_works() {
     let cancel = CancellationToken::new();
     let server = serve(swarm.tracker.clone(), &cancel).await;
     let raw = Raw {
-        http: reqwest::Client::builder().no_proxy().build().unwrap(),
+        http: kraken_p2p::http_tls::client_builder(None)
+            .unwrap()
+            .build()
+            .unwrap(),
         base: server.url(),
     };
     let hash = "ab".repeat(InfoHash::LEN);
@@ -306,7 +309,10 @@ async fn a_down_peer_store_fails_readiness_and_announces_fail_over() {
     let broken = serve(Arc::new(broken), &cancel).await;
     let good = serve(swarm.tracker.clone(), &cancel).await;
     let raw = Raw {
-        http: reqwest::Client::builder().no_proxy().build().unwrap(),
+        http: kraken_p2p::http_tls::client_builder(None)
+            .unwrap()
+            .build()
+            .unwrap(),
         base: broken.url(),
     };
     let unavailable = StatusCode::SERVICE_UNAVAILABLE;

@@ -18,13 +18,16 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use axum::serve::Listener;
 use bytesize::ByteSize;
 use kraken_core::Backend;
 use kraken_core::disk::DiskStoreOptions;
 use kraken_p2p::auth::{Token, WriteAuth};
+use kraken_p2p::http_tls::{ClientTlsOptions, HttpListener, ServerTlsOptions};
 use kraken_p2p::origin::{ClusterConfig, Members, OriginClient, OriginClientConfig, OriginConfig};
 use kraken_p2p::scheduler::{EngineOptions, SchedulerConfig};
-use kraken_p2p::tracker::TrackerServer;
+use kraken_p2p::tls::TlsOptions;
+use kraken_p2p::tracker::{HttpTrackerConfig, TrackerServer};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::RegistryConfig;
@@ -32,7 +35,7 @@ use crate::buildindex::{BuildIndexClientConfig, BuildIndexConfig};
 use crate::http::Server;
 use crate::node::{
     self, AgentNode, AgentOptions, BuildIndexNode, OriginNode, ProxyOptions, StartError,
-    TrackerOptions, bind, failed,
+    TrackerOptions, failed,
 };
 
 /// Where the components listen.
@@ -66,6 +69,12 @@ pub struct ClusterOptions {
     /// When set, writes to the proxy, origins and build-index need this
     /// token, and the components send it to each other; pulls stay open.
     pub token: Option<Token>,
+    /// When set, every component runs mutual TLS with this material (one
+    /// certificate for all, valid for [`Self::host`]): the HTTP APIs of
+    /// origins, tracker, build-index and proxy, every client between them,
+    /// and the peer connections. The agents' registries stay plain HTTP,
+    /// for local clients.
+    pub tls: Option<TlsOptions>,
 }
 
 impl ClusterOptions {
@@ -81,6 +90,7 @@ impl ClusterOptions {
             scheduler: SchedulerConfig::default(),
             store_capacity: ByteSize::gib(16),
             token: None,
+            tls: None,
         }
     }
 
@@ -91,12 +101,26 @@ impl ClusterOptions {
         }
     }
 
-    /// The config of clients of the origins, with the token.
+    /// The config of clients of the origins, with the token and TLS.
     fn origin_client(&self) -> OriginClientConfig {
         OriginClientConfig {
             token: self.token.clone(),
+            tls: self.client_tls(),
             ..OriginClientConfig::default()
         }
+    }
+
+    fn client_tls(&self) -> Option<ClientTlsOptions> {
+        self.tls.as_ref().map(ClientTlsOptions::from)
+    }
+
+    fn server_tls(&self) -> Option<ServerTlsOptions> {
+        self.tls.as_ref().map(ServerTlsOptions::from)
+    }
+
+    /// Binds one component's HTTP API, with TLS when the cluster has it.
+    async fn listen(&self, addr: SocketAddr, name: &str) -> Result<HttpListener, ClusterError> {
+        node::listen(addr, name, self.server_tls().as_ref()).await
     }
 
     fn port(&self, fixed: u16) -> u16 {
@@ -163,21 +187,28 @@ impl Cluster {
         let tracker = node::tracker(
             TrackerOptions {
                 origins: members.clone(),
-                origin_client: OriginClientConfig::default(),
+                origin_client: OriginClientConfig {
+                    tls: options.client_tls(),
+                    ..OriginClientConfig::default()
+                },
                 peer_store: Default::default(),
                 handout: Default::default(),
             },
-            options.addr(15003),
+            options.listen(options.addr(15003), "tracker").await?,
             &cancel,
         )
         .await?;
         let index_config = BuildIndexConfig {
             origins: members.clone(),
             origin_client: options.origin_client(),
+            client: BuildIndexClientConfig {
+                tls: options.client_tls(),
+                ..BuildIndexClientConfig::default()
+            },
             auth: options.auth(),
             ..BuildIndexConfig::new(options.data_dir.join("build-index").join("index.redb"))
         };
-        let listener = bind(options.addr(15004), "build-index").await?;
+        let listener = options.listen(options.addr(15004), "build-index").await?;
         let build_index = node::build_index(index_config, backend.clone(), listener).await?;
         let index_addr = build_index.http_addr().to_string();
         let proxy = node::proxy(
@@ -187,6 +218,7 @@ impl Cluster {
                 build_index: vec![index_addr.clone()],
                 build_index_client: BuildIndexClientConfig {
                     token: options.token.clone(),
+                    tls: options.client_tls(),
                     ..BuildIndexClientConfig::default()
                 },
                 registry: RegistryConfig::default(),
@@ -194,7 +226,7 @@ impl Cluster {
                 store: store_options(&options, "proxy"),
                 auth: options.auth(),
             },
-            bind(options.addr(15000), "proxy").await?,
+            options.listen(options.addr(15000), "proxy").await?,
         )
         .await?;
         let mut agents = Vec::with_capacity(options.agents);
@@ -315,11 +347,15 @@ async fn start_origins(
     // HTTP listeners are bound first and their addresses collected.
     let mut listeners = Vec::with_capacity(options.origins);
     for i in 0..options.origins {
-        listeners.push(bind(options.origin_http(i), &format!("origin {i}")).await?);
+        listeners.push(
+            options
+                .listen(options.origin_http(i), &format!("origin {i}"))
+                .await?,
+        );
     }
     let addrs: Vec<String> = listeners
         .iter()
-        .map(|l| l.local_addr().map(|a| a.to_string()))
+        .map(|l| Listener::local_addr(l).map(|a| a.to_string()))
         .collect::<io::Result<_>>()
         .map_err(failed("origin listeners"))?;
     let mut nodes = Vec::with_capacity(options.origins);
@@ -334,6 +370,7 @@ async fn start_origins(
             p2p: EngineOptions {
                 listen: options.origin_p2p(i),
                 scheduler: options.scheduler.clone(),
+                tls: options.tls.clone(),
                 ..EngineOptions::default()
             },
             client: options.origin_client(),
@@ -358,14 +395,22 @@ async fn start_agent(
 ) -> Result<AgentNode, ClusterError> {
     node::agent(AgentOptions {
         registry_listen: options.agent_port(i, 0),
+        registry_tls: None,
         api_listen: options.agent_port(i, 2),
         trackers: vec![tracker_url.to_owned()],
-        tracker_client: Default::default(),
+        tracker_client: HttpTrackerConfig {
+            tls: options.client_tls(),
+            ..HttpTrackerConfig::default()
+        },
         build_index: vec![index_addr.to_owned()],
-        build_index_client: Default::default(),
+        build_index_client: BuildIndexClientConfig {
+            tls: options.client_tls(),
+            ..BuildIndexClientConfig::default()
+        },
         p2p: EngineOptions {
             listen: options.agent_port(i, 1),
             scheduler: options.scheduler.clone(),
+            tls: options.tls.clone(),
             ..EngineOptions::default()
         },
         store: store_options(options, &format!("agent-{i}")),

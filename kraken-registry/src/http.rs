@@ -11,9 +11,10 @@ use axum::extract::Request;
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
+use axum::serve::Listener;
+use kraken_p2p::http_tls::HttpListener;
 use kraken_p2p::metrics::{Metrics, instrument};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -73,7 +74,8 @@ pub struct Server {
 }
 
 impl Server {
-    /// Serves `app` on `listener` until shut down, with `GET /metrics` and
+    /// Serves `app` on `listener` (a `TcpListener`, or an [`HttpListener`]
+    /// that may speak TLS) until shut down, with `GET /metrics` and
     /// every request counted in `metrics`; `name` labels its logs (`proxy`,
     /// `agent_registry`, ...).
     ///
@@ -81,13 +83,14 @@ impl Server {
     ///
     /// When the listener has no local address.
     pub fn serve(
-        listener: TcpListener,
+        listener: impl Into<HttpListener>,
         app: Router,
         name: &'static str,
         metrics: Metrics,
     ) -> io::Result<Server> {
+        let listener = listener.into();
         let app = instrument(app, metrics);
-        let local_addr = listener.local_addr()?;
+        let local_addr = Listener::local_addr(&listener)?;
         let cancel = CancellationToken::new();
         let stop = cancel.clone().cancelled_owned();
         let span = tracing::info_span!("http_server", server = name, addr = %local_addr);

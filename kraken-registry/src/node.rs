@@ -14,6 +14,7 @@ use kraken_core::Backend;
 use kraken_core::disk::{DiskStore, DiskStoreOptions};
 use kraken_p2p::agent::Agent;
 use kraken_p2p::auth::WriteAuth;
+use kraken_p2p::http_tls::{HttpListener, ServerTlsOptions};
 use kraken_p2p::metrics::Metrics;
 use kraken_p2p::origin::{Origin, OriginClient, OriginClientConfig, OriginConfig, OriginServer};
 use kraken_p2p::scheduler::EngineOptions;
@@ -72,6 +73,26 @@ pub async fn bind(addr: SocketAddr, component: &str) -> Result<TcpListener, Star
         .map_err(|e| failed(format!("{component} on {addr}"))(e))
 }
 
+/// Binds `addr` for `component` and, with `tls`, serves TLS on it (mutual
+/// TLS when `tls` names a client CA).
+///
+/// # Errors
+///
+/// When the address cannot be bound, or a TLS file is missing or
+/// malformed; the message names the component and the file.
+pub async fn listen(
+    addr: SocketAddr,
+    component: &str,
+    tls: Option<&ServerTlsOptions>,
+) -> Result<HttpListener, StartError> {
+    let config = tls
+        .map(ServerTlsOptions::load)
+        .transpose()
+        .map_err(failed(format!("{component} tls")))?;
+    let tcp = bind(addr, component).await?;
+    HttpListener::new(tcp, config).map_err(failed(format!("{component} on {addr}")))
+}
+
 async fn open_store(options: DiskStoreOptions, name: &str) -> Result<Arc<DiskStore>, StartError> {
     let store = DiskStore::open(options)
         .await
@@ -124,7 +145,7 @@ pub async fn origin(
     config: OriginConfig,
     store: DiskStoreOptions,
     backend: Arc<dyn Backend>,
-    listener: TcpListener,
+    listener: impl Into<HttpListener>,
 ) -> Result<OriginNode, StartError> {
     let store = open_store(store, "origin").await?;
     let origin = Origin::start(config, store, backend)
@@ -162,16 +183,15 @@ pub struct TrackerOptions {
     pub handout: TrackerConfig,
 }
 
-/// Starts a tracker on `addr`; `cancel` stops it as well as
+/// Starts a tracker serving on `listener`; `cancel` stops it as well as
 /// [`TrackerServer::shutdown`].
 ///
 /// # Errors
 ///
-/// When Redis cannot be reached, an origin address is not `host:port`, or
-/// the address cannot be bound.
+/// When Redis cannot be reached or an origin address is not `host:port`.
 pub async fn tracker(
     options: TrackerOptions,
-    addr: SocketAddr,
+    listener: impl Into<HttpListener>,
     cancel: &CancellationToken,
 ) -> Result<TrackerServer, StartError> {
     let origins = OriginClient::new(options.origins, options.origin_client)
@@ -190,9 +210,7 @@ pub async fn tracker(
         peers,
         Arc::new(origins),
     ));
-    TrackerServer::bind(addr, service, cancel)
-        .await
-        .map_err(failed("tracker"))
+    TrackerServer::serve(listener, service, cancel).map_err(failed("tracker"))
 }
 
 /// A running build-index.
@@ -224,7 +242,7 @@ impl BuildIndexNode {
 pub async fn build_index(
     config: BuildIndexConfig,
     backend: Arc<dyn Backend>,
-    listener: TcpListener,
+    listener: impl Into<HttpListener>,
 ) -> Result<BuildIndexNode, StartError> {
     let origins = config
         .origin_client()
@@ -273,7 +291,10 @@ pub struct ProxyOptions {
 /// # Errors
 ///
 /// When an address is malformed or the scratch store cannot be opened.
-pub async fn proxy(options: ProxyOptions, listener: TcpListener) -> Result<Server, StartError> {
+pub async fn proxy(
+    options: ProxyOptions,
+    listener: impl Into<HttpListener>,
+) -> Result<Server, StartError> {
     let origins = OriginClient::new(options.origins, options.origin_client)
         .map_err(failed("origin client"))?;
     let index = BuildIndexClient::new(options.build_index, options.build_index_client)
@@ -296,9 +317,14 @@ pub async fn proxy(options: ProxyOptions, listener: TcpListener) -> Result<Serve
 pub struct AgentOptions {
     /// Where the read-only registry listens; keep it on loopback.
     pub registry_listen: SocketAddr,
+    /// TLS of the registry listener; unset (the default) serves plain HTTP,
+    /// which is what local clients on loopback expect.
+    #[serde(default)]
+    pub registry_tls: Option<ServerTlsOptions>,
     /// Where the generic blob API listens.
     pub api_listen: SocketAddr,
-    /// Tracker base URLs (`http://host:port`).
+    /// Tracker base URLs (`http://host:port`, or `https://` with
+    /// `tracker_client.tls`).
     pub trackers: Vec<String>,
     /// Timeouts and failover of the tracker client.
     #[serde(default)]
@@ -375,7 +401,12 @@ pub async fn agent(options: AgentOptions) -> Result<AgentNode, StartError> {
         Arc::new(index),
         options.registry,
     );
-    let listener = bind(options.registry_listen, "agent registry").await?;
+    let listener = listen(
+        options.registry_listen,
+        "agent registry",
+        options.registry_tls.as_ref(),
+    )
+    .await?;
     let metrics = agent.metrics().clone();
     let app = crate::api::router(registry);
     let registry = Server::serve(listener, app, "agent_registry", metrics)

@@ -148,7 +148,10 @@ async fn a_miss_with_ns_pulls_through_and_cluster_content_wins() {
     let Some(upstream) = start_upstream() else {
         return;
     };
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let http = kraken_p2p::http_tls::client_builder(None)
+        .unwrap()
+        .build()
+        .unwrap();
     let upstream_url = format!("http://127.0.0.1:{}", upstream.port);
     let only_upstream = push(&http, &upstream_url, "library/app", "v1", 1).await;
     let upstream_digest = Digest::sha256_of(&only_upstream);

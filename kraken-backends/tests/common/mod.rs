@@ -34,6 +34,19 @@ pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 
+/// A reqwest builder for plain `http://` test clients. The workspace's
+/// reqwest has `rustls-no-provider`, so a client built without a ready TLS
+/// config would panic; this one gets a ring config that trusts nothing.
+pub fn plain_http() -> reqwest::ClientBuilder {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    reqwest::Client::builder().tls_backend_preconfigured(config)
+}
+
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
@@ -285,7 +298,7 @@ pub struct Pusher {
 impl Pusher {
     pub fn new(base: &str, auth: Option<String>) -> Self {
         Pusher {
-            http: reqwest::Client::new(),
+            http: plain_http().build().unwrap(),
             base: base.trim_end_matches('/').to_owned(),
             auth,
         }

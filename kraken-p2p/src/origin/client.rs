@@ -33,6 +33,7 @@ use tokio::time::Instant;
 use super::server::Locations;
 use crate::auth::Token;
 use crate::http_error::ErrorBody;
+use crate::http_tls::{self, ClientTlsOptions};
 use crate::tracker::{OriginDirectory, SEGMENT};
 
 /// Longest error message kept from an origin's answer.
@@ -75,6 +76,10 @@ pub struct OriginClientConfig {
     /// Sent as `Authorization: Bearer` to origins that require a token
     /// for writes.
     pub token: Option<Token>,
+    /// When set, origins are reached over `https://` with this TLS (the CA
+    /// they are verified against, and the certificate presented to those
+    /// that require one).
+    pub tls: Option<ClientTlsOptions>,
 }
 
 impl Default for OriginClientConfig {
@@ -89,6 +94,7 @@ impl Default for OriginClientConfig {
             poll_timeout: Duration::from_secs(15 * 60),
             peer_cache_ttl: Duration::from_secs(60),
             token: None,
+            tls: None,
         }
     }
 }
@@ -182,10 +188,9 @@ impl OriginClient {
         if list.is_empty() {
             return Err(invalid("no origin addresses configured".into()));
         }
-        let http = reqwest::Client::builder()
+        let http = http_tls::client_builder(config.tls.as_ref())
+            .map_err(|e| invalid(format!("origin client tls: {e}")))?
             .connect_timeout(config.connect_timeout)
-            .no_proxy()
-            .user_agent(concat!("kraken-rs/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Error::Io(io::Error::other(format!("building the http client: {e}"))))?;
         Ok(OriginClient {
@@ -212,7 +217,7 @@ impl OriginClient {
     pub async fn locations(&self, digest: &Digest) -> Result<Vec<String>> {
         let mut last = None;
         for member in &self.inner.members {
-            let url = format!("http://{member}/blobs/{digest}/locations");
+            let url = format!("{}://{member}/blobs/{digest}/locations", self.scheme());
             let request = self.request(Method::GET, &url, false);
             match self.exchange(member, digest, request).await {
                 Ok((StatusCode::OK, _, body)) => {
@@ -247,7 +252,7 @@ impl OriginClient {
         {
             return Ok(peer.clone());
         }
-        let url = format!("http://{addr}/internal/peer");
+        let url = format!("{}://{addr}/internal/peer", self.scheme());
         let request = self.request(Method::GET, &url, false);
         let probe = Digest::sha256_of(addr.as_bytes());
         let (status, _, body) = self.exchange(addr, &probe, request).await?;
@@ -491,7 +496,10 @@ impl OriginClient {
         blob: Arc<dyn BlobReader>,
     ) -> Result<()> {
         let ns = utf8_percent_encode(namespace.as_str(), SEGMENT);
-        let url = format!("http://{addr}/internal/namespace/{ns}/blobs/{digest}");
+        let url = format!(
+            "{}://{addr}/internal/namespace/{ns}/blobs/{digest}",
+            self.scheme()
+        );
         let request = self
             .request(Method::PUT, &url, true)
             .header(CONTENT_LENGTH, blob.len())
@@ -511,7 +519,11 @@ impl OriginClient {
         digest: &Digest,
         blob: &Arc<dyn BlobReader>,
     ) -> Result<()> {
-        let url = format!("http://{owner}{}", blob_path(namespace, digest));
+        let url = format!(
+            "{}://{owner}{}",
+            self.scheme(),
+            blob_path(namespace, digest)
+        );
         let request = self
             .request(Method::PUT, &url, true)
             .header(CONTENT_LENGTH, blob.len())
@@ -531,7 +543,7 @@ impl OriginClient {
         digest: &Digest,
         blob: &Arc<dyn BlobReader>,
     ) -> Result<()> {
-        let base = format!("http://{owner}");
+        let base = format!("{}://{owner}", self.scheme());
         let start = format!("{base}{}/uploads", blob_path(namespace, digest));
         let request = self.request(Method::POST, &start, false);
         let (status, headers, body) = self.exchange(owner, digest, request).await?;
@@ -650,7 +662,7 @@ impl OriginClient {
         let owners = self.locations(digest).await?;
         let mut last = None;
         for owner in owners {
-            let e = match build(&format!("http://{owner}")).send().await {
+            let e = match build(&format!("{}://{owner}", self.scheme())).send().await {
                 // A 416 names the blob's length in a header the caller reads.
                 Ok(response)
                     if response.status().is_success()
@@ -672,6 +684,10 @@ impl OriginClient {
             last = Some(e);
         }
         Err(last.unwrap_or(Error::Unavailable(*digest)))
+    }
+
+    fn scheme(&self) -> &'static str {
+        http_tls::scheme(self.inner.config.tls.as_ref())
     }
 
     fn request(&self, method: Method, url: &str, transfer: bool) -> RequestBuilder {

@@ -19,6 +19,8 @@ use kraken_core::{Node, Rendezvous};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use crate::http_tls::{self, ClientTlsOptions};
+
 /// Where the member list comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -253,19 +255,21 @@ impl Cluster {
     /// Resolves the members and, until `shutdown` is cancelled, probes the
     /// other members' `/health` and re-resolves a DNS name. `self_addr` is
     /// the asking origin, never probed; `None` for clients of the cluster.
+    /// Probes go over `https://` with `tls` when given.
     ///
     /// # Errors
     ///
-    /// `InvalidInput` when the config does not validate; `Io` when the DNS
-    /// name does not resolve at start.
+    /// `InvalidInput` when the config does not validate or the TLS files
+    /// do not load; `Io` when the DNS name does not resolve at start.
     pub async fn start(
         config: ClusterConfig,
         self_addr: Option<String>,
+        tls: Option<&ClientTlsOptions>,
         shutdown: CancellationToken,
     ) -> Result<Cluster> {
-        config
-            .validate()
-            .map_err(|m| Error::Io(io::Error::new(io::ErrorKind::InvalidInput, m)))?;
+        let invalid = |m: String| Error::Io(io::Error::new(io::ErrorKind::InvalidInput, m));
+        config.validate().map_err(invalid)?;
+        let prober = Prober::new(&config.health, tls).map_err(invalid)?;
         let members = match &config.members {
             Members::Static(members) => members.clone(),
             Members::Dns(name) => resolve(name).await?,
@@ -280,7 +284,7 @@ impl Cluster {
         if let Members::Dns(name) = &cluster.inner.config.members {
             tokio::spawn(refresh(cluster.clone(), name.clone(), shutdown.clone()));
         }
-        tokio::spawn(probe_loop(cluster.clone(), shutdown));
+        tokio::spawn(probe_loop(cluster.clone(), prober, shutdown));
         Ok(cluster)
     }
 
@@ -439,22 +443,35 @@ async fn refresh(cluster: Cluster, name: String, shutdown: CancellationToken) {
     }
 }
 
+/// The client of the health probes and the scheme it speaks.
+struct Prober {
+    client: reqwest::Client,
+    scheme: &'static str,
+}
+
+impl Prober {
+    fn new(
+        config: &HealthConfig,
+        tls: Option<&ClientTlsOptions>,
+    ) -> std::result::Result<Prober, String> {
+        let client = http_tls::client_builder(tls)
+            .map_err(|e| format!("health-check client tls: {e}"))?
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout)
+            .build()
+            .map_err(|e| format!("building the health-check client: {e}"))?;
+        Ok(Prober {
+            client,
+            scheme: http_tls::scheme(tls),
+        })
+    }
+}
+
 /// Probes every other member's `/health` each interval. A one-member
 /// cluster has nothing to probe.
-async fn probe_loop(cluster: Cluster, shutdown: CancellationToken) {
+async fn probe_loop(cluster: Cluster, prober: Prober, shutdown: CancellationToken) {
     let config = cluster.inner.config.health.clone();
-    let client = match reqwest::Client::builder()
-        .timeout(config.timeout)
-        .connect_timeout(config.timeout)
-        .no_proxy()
-        .build()
-    {
-        Ok(client) => client,
-        Err(error) => {
-            tracing::error!(%error, "cannot build the health-check client; no health checks");
-            return;
-        }
-    };
+    let Prober { client, scheme } = prober;
     let mut tick = tokio::time::interval(config.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -470,7 +487,7 @@ async fn probe_loop(cluster: Cluster, shutdown: CancellationToken) {
             let client = client.clone();
             async move {
                 let ok = client
-                    .get(format!("http://{addr}/health"))
+                    .get(format!("{scheme}://{addr}/health"))
                     .send()
                     .await
                     .is_ok_and(|r| r.status().is_success());
@@ -630,6 +647,7 @@ mod tests {
                 ..ClusterConfig::default()
             },
             None,
+            None,
             CancellationToken::new(),
         )
         .await
@@ -662,7 +680,9 @@ mod tests {
             },
             ..ClusterConfig::default()
         };
-        let cluster = Cluster::start(config, None, stop.clone()).await.unwrap();
+        let cluster = Cluster::start(config, None, None, stop.clone())
+            .await
+            .unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             let members = cluster.members();

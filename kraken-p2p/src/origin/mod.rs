@@ -37,11 +37,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use axum::serve::Listener;
 use kraken_core::{
     Backend, BlobStore, Digest, Error, MetaInfo, Namespace, PeerInfo, PieceLengths, Result,
 };
 use serde::{Deserialize, Serialize};
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -53,6 +53,7 @@ pub use server::{Locations, ORIGIN_LOCATIONS, router};
 pub use writeback::{WriteBack, WriteBackConfig, WriteBackJob, WriteBackTask};
 
 use crate::auth::WriteAuth;
+use crate::http_tls::HttpListener;
 use crate::metrics::{Metrics, instrument};
 use crate::scheduler::{Engine, EngineOptions};
 use crate::tracker::{AnnounceRequest, AnnounceResponse, Tracker};
@@ -218,6 +219,7 @@ impl Origin {
         let cluster = Cluster::start(
             config.cluster.clone(),
             Some(config.addr.clone()),
+            config.client.tls.as_ref(),
             shutdown.child_token(),
         )
         .await?;
@@ -401,13 +403,15 @@ pub struct OriginServer {
 }
 
 impl OriginServer {
-    /// Serves `origin`'s [`router`] on `listener` until shut down.
+    /// Serves `origin`'s [`router`] on `listener` (a `TcpListener`, or an
+    /// [`HttpListener`] that may speak TLS) until shut down.
     ///
     /// # Errors
     ///
     /// `Io` when the listener has no local address.
-    pub fn serve(listener: TcpListener, origin: Origin) -> Result<OriginServer> {
-        let local_addr = listener.local_addr()?;
+    pub fn serve(listener: impl Into<HttpListener>, origin: Origin) -> Result<OriginServer> {
+        let listener = listener.into();
+        let local_addr = Listener::local_addr(&listener)?;
         let cancel = CancellationToken::new();
         let stop = cancel.clone().cancelled_owned();
         let metrics = origin.metrics().clone();

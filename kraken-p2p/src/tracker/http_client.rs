@@ -30,6 +30,8 @@ use tokio::time::Instant;
 
 use super::{AnnounceRequest, AnnounceResponse, Tracker};
 use crate::http_error::ErrorBody;
+use crate::http_tls::{self, ClientTlsOptions};
+use crate::tls::TlsError;
 
 /// Characters escaped in a namespace path segment: all but RFC 3986's
 /// unreserved ones, so `/` travels as `%2F`.
@@ -62,6 +64,10 @@ pub struct HttpTrackerConfig {
     /// How long an unhealthy tracker is skipped.
     #[serde(with = "humantime_serde")]
     pub cooldown: Duration,
+    /// TLS towards trackers, whose URLs must then be `https://`: the CA
+    /// they are verified against and the certificate presented to those
+    /// that require one.
+    pub tls: Option<ClientTlsOptions>,
 }
 
 impl Default for HttpTrackerConfig {
@@ -72,6 +78,7 @@ impl Default for HttpTrackerConfig {
             failure_threshold: 3,
             failure_window: Duration::from_secs(5 * 60),
             cooldown: Duration::from_secs(5 * 60),
+            tls: None,
         }
     }
 }
@@ -115,14 +122,15 @@ pub enum TrackerClientError {
     /// The HTTP client could not be built.
     #[error("building the http client: {0}")]
     Client(#[source] reqwest::Error),
+    /// The TLS files of the config could not be loaded.
+    #[error("tracker client tls: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// A [`Tracker`] reached over HTTP, with failover across several trackers.
 ///
-/// # Limitations
-///
-/// Plain HTTP only, and environment proxy settings are ignored: trackers
-/// are reached directly inside the cluster. TLS comes with its own feature.
+/// Environment proxy settings are ignored: trackers are reached directly
+/// inside the cluster, over `https://` when the config has TLS options.
 pub struct HttpTracker {
     client: reqwest::Client,
     /// Base URLs without a trailing slash; `health` is indexed alike.
@@ -161,6 +169,7 @@ impl HttpTracker {
         let mut bases = Vec::new();
         for url in urls {
             let base = base_url(url.as_ref())?;
+            check_scheme(&base, config.tls.is_some())?;
             if !bases.contains(&base) {
                 bases.push(base);
             }
@@ -168,11 +177,9 @@ impl HttpTracker {
         if bases.is_empty() {
             return Err(TrackerClientError::NoTrackers);
         }
-        let client = reqwest::Client::builder()
+        let client = http_tls::client_builder(config.tls.as_ref())?
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
-            .no_proxy()
-            .user_agent(concat!("kraken-rs/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(TrackerClientError::Client)?;
         Ok(HttpTracker {
@@ -335,6 +342,25 @@ fn base_url(url: &str) -> std::result::Result<String, TrackerClientError> {
         return Err(invalid("a base url takes no query or fragment"));
     }
     Ok(parsed.as_str().trim_end_matches('/').to_owned())
+}
+
+/// Refuses a URL whose scheme disagrees with the TLS settings, so that
+/// neither a forgotten `https://` silently drops TLS nor an `https://` URL
+/// meets a client that trusts no CA.
+fn check_scheme(base: &str, tls: bool) -> std::result::Result<(), TrackerClientError> {
+    let https = base.starts_with("https://");
+    if https == tls {
+        return Ok(());
+    }
+    let reason = if tls {
+        "tls is configured, so the url must be https://"
+    } else {
+        "an https:// url needs [tls] options (the ca to trust)"
+    };
+    Err(TrackerClientError::InvalidUrl {
+        url: base.to_owned(),
+        reason: reason.to_owned(),
+    })
 }
 
 /// Parses a metainfo answer and checks it describes the blob asked for.

@@ -28,6 +28,7 @@ use axum::http::{StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
+use axum::serve::Listener;
 use kraken_core::{Digest, Error, Namespace, Result};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -36,6 +37,7 @@ use tracing::Instrument;
 
 use super::{AnnounceRequest, AnnounceResponse, Tracker, TrackerService};
 use crate::http_error::{error_response, log_failures, status_for};
+use crate::http_tls::HttpListener;
 use crate::metrics::{Metrics, instrument};
 
 /// Largest request body accepted; an announce is a few hundred bytes.
@@ -178,6 +180,7 @@ async fn wrong_method() -> ApiError {
 #[derive(Debug)]
 pub struct TrackerServer {
     local_addr: SocketAddr,
+    scheme: &'static str,
     cancel: CancellationToken,
     task: Option<JoinHandle<io::Result<()>>>,
 }
@@ -195,7 +198,24 @@ impl TrackerServer {
         cancel: &CancellationToken,
     ) -> Result<Self> {
         let listener = TcpListener::bind(addr).await?;
-        let local_addr = listener.local_addr()?;
+        Self::serve(listener, service, cancel)
+    }
+
+    /// Serves [`router`] over `service` on `listener` (a `TcpListener`, or
+    /// an [`HttpListener`] that may speak TLS) until `cancel` fires or the
+    /// server is shut down.
+    ///
+    /// # Errors
+    ///
+    /// `Io` when the listener has no local address.
+    pub fn serve(
+        listener: impl Into<HttpListener>,
+        service: Arc<TrackerService>,
+        cancel: &CancellationToken,
+    ) -> Result<Self> {
+        let listener = listener.into();
+        let scheme = if listener.is_tls() { "https" } else { "http" };
+        let local_addr = Listener::local_addr(&listener)?;
         let cancel = cancel.child_token();
         let stop = cancel.clone().cancelled_owned();
         let metrics = Metrics::new("tracker");
@@ -221,6 +241,7 @@ impl TrackerServer {
         );
         Ok(TrackerServer {
             local_addr,
+            scheme,
             cancel,
             task: Some(task),
         })
@@ -233,7 +254,7 @@ impl TrackerServer {
 
     /// Returns the base URL clients use, as `http://<addr>`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.local_addr)
+        format!("{}://{}", self.scheme, self.local_addr)
     }
 
     /// Stops accepting connections, lets requests in flight finish, and

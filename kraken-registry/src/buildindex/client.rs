@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kraken_core::Digest;
+use kraken_p2p::http_tls;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
@@ -71,10 +72,9 @@ impl BuildIndexClient {
                 "no build-index address given",
             ));
         }
-        let http = reqwest::Client::builder()
+        let http = http_tls::client_builder(config.tls.as_ref())
+            .map_err(|e| Error::new(ErrorCode::Unknown, format!("build-index client tls: {e}")))?
             .connect_timeout(config.connect_timeout)
-            .no_proxy()
-            .user_agent(concat!("kraken-rs/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| {
                 Error::new(ErrorCode::Unknown, format!("building the http client: {e}"))
@@ -288,7 +288,8 @@ impl BuildIndexClient {
         path: &str,
         timeout: Duration,
     ) -> Result<Result<Bytes>> {
-        let url = format!("http://{addr}{path}");
+        let scheme = http_tls::scheme(self.inner.config.tls.as_ref());
+        let url = format!("{scheme}://{addr}{path}");
         let answer = async {
             let mut request = self.inner.http.request(method, &url).timeout(timeout);
             if let Some(token) = &self.inner.config.token {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use kraken_core::Namespace;
 use kraken_p2p::auth::{Token, WriteAuth};
+use kraken_p2p::http_tls::ClientTlsOptions;
 use kraken_p2p::origin::{OriginClient, OriginClientConfig};
 use kraken_p2p::queue::QueueConfig;
 use regex::Regex;
@@ -191,6 +192,10 @@ pub struct BuildIndexClientConfig {
     /// Sent as `Authorization: Bearer` to build-indexes that require a
     /// token for writes.
     pub token: Option<Token>,
+    /// When set, build-index is reached over `https://` with this TLS (the
+    /// CA it is verified against, and the certificate presented when it
+    /// requires one).
+    pub tls: Option<ClientTlsOptions>,
 }
 
 impl Default for BuildIndexClientConfig {
@@ -200,6 +205,7 @@ impl Default for BuildIndexClientConfig {
             request_timeout: Duration::from_secs(30),
             put_timeout: Duration::from_secs(10 * 60),
             token: None,
+            tls: None,
         }
     }
 }

@@ -16,8 +16,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use kraken_core::Digest;
+use kraken_p2p::http_tls::HttpListener;
 use percent_encoding::percent_decode_str;
-use tokio::net::TcpListener;
 
 use super::{BuildIndex, OriginMembers, Page};
 use crate::error::{Error, ErrorCode, Result};
@@ -235,7 +235,7 @@ impl BuildIndexServer {
     /// # Errors
     ///
     /// `UNKNOWN` when the listener has no local address.
-    pub fn serve(listener: TcpListener, index: BuildIndex) -> Result<BuildIndexServer> {
+    pub fn serve(listener: impl Into<HttpListener>, index: BuildIndex) -> Result<BuildIndexServer> {
         let metrics = index.metrics().clone();
         let auth = index.auth().clone();
         let app = auth.require_for_writes(router(index), unauthorized);

@@ -96,6 +96,7 @@ pub fn client_config() -> BuildIndexClientConfig {
         request_timeout: Duration::from_secs(10),
         put_timeout: Duration::from_secs(30),
         token: None,
+        tls: None,
     }
 }
 
@@ -168,7 +169,10 @@ impl Site {
             index: None,
             rules,
             client,
-            http: reqwest::Client::builder().no_proxy().build().unwrap(),
+            http: kraken_p2p::http_tls::client_builder(None)
+                .unwrap()
+                .build()
+                .unwrap(),
         }
     }
 

@@ -60,7 +60,10 @@ impl TestCluster {
             cluster,
             backend: fs,
             faults,
-            http: reqwest::Client::builder().no_proxy().build().unwrap(),
+            http: kraken_p2p::http_tls::client_builder(None)
+                .unwrap()
+                .build()
+                .unwrap(),
             dir,
         }
     }
