@@ -87,7 +87,7 @@ impl ServerTlsOptions {
         let certified = certify(chain, key, (&self.cert, &self.key), &provider)?;
         let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .map_err(config_error)?;
+            .map_err(|e| config_error(&e))?;
         let builder = match &self.client_ca {
             Some(ca) => {
                 let roots = Arc::new(load_roots(ca)?);
@@ -181,11 +181,11 @@ fn client_builder_with(
 ) -> Result<rustls::ConfigBuilder<ClientConfig, rustls::client::WantsClientCert>, TlsError> {
     Ok(ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(config_error)?
+        .map_err(|e| config_error(&e))?
         .with_root_certificates(roots))
 }
 
-fn config_error(e: rustls::Error) -> TlsError {
+fn config_error(e: &rustls::Error) -> TlsError {
     TlsError::Config(e.to_string())
 }
 

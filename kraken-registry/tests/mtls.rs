@@ -94,8 +94,8 @@ async fn start(dir: &Path, tls: TlsOptions) -> Result<Cluster, kraken_registry::
     Cluster::start(options, Arc::new(backend)).await
 }
 
-fn client(tls: Option<ClientTlsOptions>) -> reqwest::Client {
-    client_builder(tls.as_ref())
+fn client(tls: Option<&ClientTlsOptions>) -> reqwest::Client {
+    client_builder(tls)
         .unwrap()
         .timeout(Duration::from_secs(10))
         .build()
@@ -128,7 +128,7 @@ async fn a_push_and_a_pull_work_with_mutual_tls_everywhere() {
     let ca = Ca::new(dir.path(), "cluster-ca");
     let member = ca.member("member");
     let cluster = start(dir.path(), member.clone()).await.unwrap();
-    let pusher = client(Some(ClientTlsOptions::from(&member)));
+    let pusher = client(Some(&ClientTlsOptions::from(&member)));
     let proxy = format!("https://{}", cluster.proxy_addr());
 
     let config = br#"{"architecture":"amd64"}"#.to_vec();
@@ -205,14 +205,14 @@ async fn clients_without_a_cluster_certificate_are_refused() {
         ("build-index", cluster.build_index_addr(), "/health"),
     ];
 
-    let member_client = client(Some(ClientTlsOptions::from(&member)));
-    let anonymous = client(Some(ClientTlsOptions {
+    let member_client = client(Some(&ClientTlsOptions::from(&member)));
+    let anonymous = client(Some(&ClientTlsOptions {
         ca: ca.ca_path(),
         cert: None,
         key: None,
     }));
     let (rogue_cert, rogue_key) = rogue.issue("intruder");
-    let intruder = client(Some(ClientTlsOptions {
+    let intruder = client(Some(&ClientTlsOptions {
         ca: ca.ca_path(),
         cert: Some(rogue_cert),
         key: Some(rogue_key),
