@@ -432,7 +432,11 @@ async fn a_stream_failure_after_the_headers_truncates_the_response() {
     let digest = Digest::sha256_of(b"half a blob");
     let url = format!("http://{addr}/namespace/ns/blobs/{digest}");
 
-    let mut response = reqwest::get(url).await.unwrap();
+    let client = kraken_p2p::http_tls::client_builder(None)
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut response = client.get(url).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(header(&response, "content-length"), "100000");
     let mut received = 0;
