@@ -3,12 +3,11 @@
 //! backends need and the trust anchors their options name.
 //!
 //! Why not the workspace's reqwest: reqwest reaches rustls on ring only
-//! through its `rustls-no-provider` feature, which makes every reqwest
-//! client built without a process-wide crypto provider panic. Cargo unifies
-//! features across the workspace, so turning it on here would break the
-//! plain-HTTP clients of other crates whenever they are built together.
-//! hyper-rustls takes a ready `ClientConfig` instead, so the provider is
-//! chosen here, per client, and nothing outside this crate changes.
+//! through its `rustls-no-provider` feature, with which a client built
+//! without a ready rustls config panics unless a process-wide crypto
+//! provider is installed (the components' clients avoid that by always
+//! passing one, through `kraken_p2p::http_tls`). hyper-rustls takes a ready
+//! `ClientConfig` by design, so the provider is chosen here, per client.
 //!
 //! The client does not follow redirects: a file server or object store has
 //! no reason to send one, and the registry backend follows them itself so
