@@ -47,6 +47,7 @@ pub mod metrics;
 pub mod origin;
 pub mod queue;
 pub mod scheduler;
+pub mod sim;
 pub mod tls;
 pub mod tracker;
 pub mod wire;

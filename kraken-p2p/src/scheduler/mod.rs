@@ -18,4 +18,5 @@ mod upload;
 pub use config::{ConfigError, SchedulerConfig};
 pub use engine::{Engine, EngineOptions, MissingBlob};
 pub use serve::ServeQueue;
+pub(crate) use session::{MAX_ANNOUNCE, MIN_ANNOUNCE, TICK};
 pub use torrent::{Action, DisconnectReason, Torrent, Verdict};

@@ -26,11 +26,11 @@ use crate::tracker::{AnnounceRequest, AnnounceResponse};
 use crate::wire::{Frame, Handshake};
 
 /// How often time-driven decisions (timeouts, idle peers) are made.
-const TICK: Duration = Duration::from_millis(250);
+pub(crate) const TICK: Duration = Duration::from_millis(250);
 
 /// Bounds on the announce interval a tracker may ask for.
-const MIN_ANNOUNCE: Duration = Duration::from_millis(100);
-const MAX_ANNOUNCE: Duration = Duration::from_secs(60);
+pub(crate) const MIN_ANNOUNCE: Duration = Duration::from_millis(100);
+pub(crate) const MAX_ANNOUNCE: Duration = Duration::from_secs(60);
 
 /// Something that happened to a session, sent to its task.
 pub(crate) enum Event {
