@@ -3,14 +3,16 @@
 //! the same process (tests, the local cluster) may call it directly through
 //! the [`Tracker`] trait.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use kraken_core::{Digest, InfoHash, MetaInfo, Namespace, PeerInfo, PeerStore, Result};
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 
 /// What a peer tells the tracker about one blob.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +77,12 @@ pub struct TrackerConfig {
     /// How long an announce is remembered.
     #[serde(with = "humantime_serde")]
     pub peer_ttl: Duration,
+    /// How long the origins of a blob are remembered once looked up, so
+    /// that every announce does not cost a request to the origin cluster;
+    /// zero asks on every announce. A change of owners (an origin down, a
+    /// new member) reaches agents this much later.
+    #[serde(with = "humantime_serde")]
+    pub origins_ttl: Duration,
 }
 
 impl Default for TrackerConfig {
@@ -83,6 +91,7 @@ impl Default for TrackerConfig {
             announce_limit: 50,
             announce_interval: Duration::from_secs(3),
             peer_ttl: Duration::from_secs(5 * 3600),
+            origins_ttl: Duration::from_secs(5),
         }
     }
 }
@@ -94,6 +103,7 @@ pub struct TrackerService {
     config: TrackerConfig,
     peers: Arc<dyn PeerStore>,
     origins: Arc<dyn OriginDirectory>,
+    known_origins: Arc<OriginCache>,
     announces: Arc<AtomicU64>,
 }
 
@@ -108,6 +118,7 @@ impl TrackerService {
             config,
             peers,
             origins,
+            known_origins: Arc::default(),
             announces: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -128,6 +139,80 @@ impl TrackerService {
         let probe = InfoHash::from_bytes([0; InfoHash::LEN]);
         self.peers.sample(&probe, 1).await.map(drop)
     }
+
+    /// Returns the origins of a blob, from the cache while they are fresh.
+    async fn origins_of(&self, namespace: &Namespace, digest: &Digest) -> Result<Vec<PeerInfo>> {
+        let ttl = self.config.origins_ttl;
+        if ttl.is_zero() {
+            return self.origins.origins(namespace, digest).await;
+        }
+        if let Some(origins) = self.known_origins.get(namespace, digest) {
+            return Ok(origins);
+        }
+        let origins = self.origins.origins(namespace, digest).await?;
+        // An empty answer is not kept: origins that are still joining
+        // should be handed out as soon as they answer.
+        if !origins.is_empty() {
+            let expires = Instant::now() + ttl;
+            self.known_origins
+                .put(namespace, digest, origins.clone(), expires);
+        }
+        Ok(origins)
+    }
+}
+
+/// Most blobs whose origins are remembered; past it, expired entries are
+/// dropped, and all of them if none has expired.
+const MAX_KNOWN_ORIGINS: usize = 1 << 16;
+
+/// The origins of recently announced blobs, each until it expires.
+#[derive(Debug, Default)]
+struct OriginCache {
+    entries: Mutex<HashMap<Digest, KnownOrigins>>,
+}
+
+#[derive(Debug)]
+struct KnownOrigins {
+    namespace: Namespace,
+    origins: Vec<PeerInfo>,
+    expires: Instant,
+}
+
+impl OriginCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, KnownOrigins>> {
+        // A cache: whatever a panicking thread left is still an answer.
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&self, namespace: &Namespace, digest: &Digest) -> Option<Vec<PeerInfo>> {
+        let now = Instant::now();
+        let entries = self.lock();
+        let known = entries.get(digest)?;
+        (known.expires > now && known.namespace == *namespace).then(|| known.origins.clone())
+    }
+
+    fn put(
+        &self,
+        namespace: &Namespace,
+        digest: &Digest,
+        origins: Vec<PeerInfo>,
+        expires: Instant,
+    ) {
+        let mut entries = self.lock();
+        if entries.len() >= MAX_KNOWN_ORIGINS && !entries.contains_key(digest) {
+            let now = Instant::now();
+            entries.retain(|_, known| known.expires > now);
+            if entries.len() >= MAX_KNOWN_ORIGINS {
+                entries.clear();
+            }
+        }
+        let known = KnownOrigins {
+            namespace: namespace.clone(),
+            origins,
+            expires,
+        };
+        entries.insert(*digest, known);
+    }
 }
 
 #[async_trait]
@@ -146,11 +231,7 @@ impl Tracker for TrackerService {
         }
         let limit = self.config.announce_limit + 1; // the asker may be drawn
         let agents = self.peers.sample(&request.info_hash, limit).await?;
-        let origins = match self
-            .origins
-            .origins(&request.namespace, &request.digest)
-            .await
-        {
+        let origins = match self.origins_of(&request.namespace, &request.digest).await {
             Ok(origins) => origins,
             // Agents can still help each other while origins are unreachable.
             Err(e) => {
@@ -204,9 +285,87 @@ pub fn handout(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+
     use kraken_core::PeerId;
 
     use super::*;
+    use crate::tracker::MemoryPeerStore;
+
+    /// Origins that count how often they are asked; `empty` answers none.
+    #[derive(Debug, Default)]
+    struct Counted {
+        lookups: AtomicUsize,
+        empty: AtomicBool,
+    }
+
+    #[async_trait]
+    impl OriginDirectory for Counted {
+        async fn origins(&self, _: &Namespace, _: &Digest) -> Result<Vec<PeerInfo>> {
+            self.lookups.fetch_add(1, Ordering::Relaxed);
+            match self.empty.load(Ordering::Relaxed) {
+                true => Ok(Vec::new()),
+                false => Ok(vec![peer(9, true)]),
+            }
+        }
+
+        async fn metainfo(&self, _: &Namespace, digest: &Digest) -> Result<MetaInfo> {
+            Err(kraken_core::Error::NotFound(*digest))
+        }
+    }
+
+    fn service(origins_ttl: Duration, directory: Arc<Counted>) -> TrackerService {
+        let config = TrackerConfig {
+            origins_ttl,
+            ..TrackerConfig::default()
+        };
+        let peers = Arc::new(MemoryPeerStore::new(config.peer_ttl));
+        TrackerService::new(config, peers, directory)
+    }
+
+    fn announce_of(n: u8) -> AnnounceRequest {
+        let digest = Digest::sha256_of(b"blob");
+        AnnounceRequest {
+            info_hash: InfoHash::from_bytes([3; InfoHash::LEN]),
+            digest,
+            namespace: Namespace::new("ns").unwrap(),
+            peer: peer(n, false),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn origins_are_looked_up_once_per_ttl() {
+        let directory = Arc::new(Counted::default());
+        let tracker = service(Duration::from_secs(5), directory.clone());
+        for n in 1..=3 {
+            let answer = tracker.announce(&announce_of(n)).await.unwrap();
+            assert!(answer.peers.iter().any(|p| p.origin), "origins handed out");
+        }
+        assert_eq!(directory.lookups.load(Ordering::Relaxed), 1);
+        tokio::time::advance(Duration::from_secs(6)).await;
+        tracker.announce(&announce_of(4)).await.unwrap();
+        assert_eq!(directory.lookups.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_origins_and_a_zero_ttl_are_not_remembered() {
+        let directory = Arc::new(Counted::default());
+        directory.empty.store(true, Ordering::Relaxed);
+        let tracker = service(Duration::from_secs(5), directory.clone());
+        tracker.announce(&announce_of(1)).await.unwrap();
+        directory.empty.store(false, Ordering::Relaxed);
+        let answer = tracker.announce(&announce_of(2)).await.unwrap();
+        assert!(
+            answer.peers.iter().any(|p| p.origin),
+            "a joining origin shows at once"
+        );
+
+        let directory = Arc::new(Counted::default());
+        let tracker = service(Duration::ZERO, directory.clone());
+        tracker.announce(&announce_of(1)).await.unwrap();
+        tracker.announce(&announce_of(2)).await.unwrap();
+        assert_eq!(directory.lookups.load(Ordering::Relaxed), 2);
+    }
 
     fn peer(n: u8, complete: bool) -> PeerInfo {
         let addr = format!("127.0.0.{n}:16001").parse().unwrap();
