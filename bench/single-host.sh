@@ -7,7 +7,8 @@
 #   cold_pull       time to first byte of a cold blob pulled through an agent
 #   agent_memory    the agent's peak RssAnon while it downloads and serves that blob
 #   tracker         announces/s against kraken-tracker, in-memory and Redis peer stores
-#   concurrent_pulls  200 concurrent skopeo pulls of one image through one agent
+#   concurrent_pulls  200 concurrent skopeo pulls of one image through one agent,
+#                   and from the reference for comparison
 #
 # Every component is a separate release binary with its own config file, on
 # 127.0.0.1 ports 18100-18599, so the agent's memory is its own. One JSON
@@ -206,8 +207,10 @@ make_blob() {
         local key iv
         key=$(printf 'kraken single-host blob %s' "$seed" | sha256sum | cut -c1-64)
         iv=$(printf 'iv %s' "$seed" | sha256sum | cut -c1-32)
-        openssl enc -aes-256-ctr -K "$key" -iv "$iv" -nosalt < /dev/zero 2> /dev/null \
-            | head -c "$size_bytes" > "$file"
+        # openssl ends on SIGPIPE once head has enough: not a failure.
+        { openssl enc -aes-256-ctr -K "$key" -iv "$iv" -nosalt < /dev/zero 2> /dev/null \
+            | head -c "$size_bytes" > "$file"; } || true
+        [[ $(stat -c %s "$file") == "$size_bytes" ]] || { log "could not write $file"; return 1; }
         sha256sum "$file" | cut -d' ' -f1 > "$file.sha256"
     fi
     echo "$file"
@@ -330,10 +333,10 @@ wait_http "http://127.0.0.1:$ref_port/v2/"
 # Waits until the origin has written every blob back to the backend, so
 # the write-back does not run under the next measurement (at most 120 s).
 drain_writeback() {
-    local pending
+    local pending metrics
     for _ in $(seq 1200); do
-        pending=$(curl -s "http://127.0.0.1:$origin_port/metrics" \
-            | awk '/^[a-z_]*writeback_pending[ {]/ { print $NF; exit }')
+        metrics=$(curl -s "http://127.0.0.1:$origin_port/metrics") || true
+        pending=$(awk '/^[a-z_]*writeback_pending[ {]/ { print $NF }' <<< "$metrics" | head -n 1)
         [[ "${pending:-0}" == 0 ]] && return 0
         sleep 0.1
     done
@@ -487,54 +490,62 @@ stop "$redis_pid"
 
 # ---------------------------------------------------------------- concurrent pulls
 
-log "== $pulls concurrent skopeo pulls of one image through agent 1"
-skopeo --insecure-policy copy -q --dest-tls-verify=false "oci:$image:v1" \
-    "docker://127.0.0.1:$proxy_port/bench/app:v1" >&2
-drain_writeback
-mkdir -p "$state/pulls"
-pull_one() {
-    local i=$1 t0 t1 rc=0
-    t0=$(date +%s%N)
-    skopeo --insecure-policy copy -q --src-tls-verify=false \
-        "docker://127.0.0.1:${agent1[0]}/bench/app:v1" "dir:$state/pulls/$i" \
-        > "$state/pulls/$i.log" 2>&1 || rc=$?
-    t1=$(date +%s%N)
-    echo "$i $rc $(((t1 - t0) / 1000000))" > "$state/pulls/$i.result"
-}
-started_at=$(now)
-pull_pids=()
-for i in $(seq "$pulls"); do
-    pull_one "$i" &
-    pull_pids+=("$!")
-done
-for pid in "${pull_pids[@]}"; do wait "$pid" || true; done
-finished_at=$(now)
-wall=$(elapsed "$started_at" "$finished_at")
-cat "$state"/pulls/*.result > "$state/pulls.txt"
-ok=$(awk '$2 == 0' "$state/pulls.txt" | wc -l)
-failed=$((pulls - ok))
-if ((failed > 0)); then
-    log "   failures, first one:"
-    awk '$2 != 0 { print $1; exit }' "$state/pulls.txt" | xargs -I{} cat "$state/pulls/{}.log" >&2
-fi
-# Every pulled blob must have the bytes its name says.
-bad_blobs=0
-for dir in "$state"/pulls/*/; do
-    for f in "$dir"*; do
-        name=$(basename "$f")
-        [[ "$name" =~ ^[0-9a-f]{64}$ ]] || continue
-        [[ $(sha256sum "$f" | cut -c1-64) == "$name" ]] || bad_blobs=$((bad_blobs + 1))
+# Pulls the image $pulls times at once from registry $2 into $state/pulls-$1;
+# emits one JSON object.
+pull_batch() {
+    local who=$1 registry=$2 dir="$state/pulls-$1" started_at finished_at wall ok failed bad p50 pmax
+    mkdir -p "$dir"
+    pull_one() {
+        local i=$1 t0 t1 rc=0
+        t0=$(date +%s%N)
+        skopeo --insecure-policy copy -q --src-tls-verify=false \
+            "docker://$registry/bench/app:v1" "dir:$dir/$i" > "$dir/$i.log" 2>&1 || rc=$?
+        t1=$(date +%s%N)
+        echo "$i $rc $(((t1 - t0) / 1000000))" > "$dir/$i.result"
+    }
+    started_at=$(now)
+    local pull_pids=()
+    for i in $(seq "$pulls"); do
+        pull_one "$i" &
+        pull_pids+=("$!")
     done
-done 2> /dev/null
-p50=$(awk '{ print $3 }' "$state/pulls.txt" | median)
-pmax=$(awk '{ print $3 }' "$state/pulls.txt" | sort -n | tail -1)
-emit "$(jq -n --argjson pulls "$pulls" --argjson ok "$ok" --argjson failed "$failed" --argjson bad "$bad_blobs" \
-    --argjson wall "$wall" --argjson p50 "$p50" --argjson pmax "$pmax" --arg load "$(load_avg)" \
-    --argjson bytes "$(du -sb "$image/blobs" | cut -f1)" \
-    '{item: "concurrent_pulls", what: "skopeo copy docker://agent/bench/app:v1 dir:..., all started at once, agent cold; 4 layers of ~2 MiB",
-      pulls: $pulls, ok: $ok, errors: $failed, blobs_with_wrong_bytes: $bad, image_bytes: $bytes,
-      wall_s: ($wall * 1000 | round / 1000), pull_ms_p50: $p50, pull_ms_max: $pmax, load_after: $load}')"
-log "   $ok of $pulls pulls fine in $(printf '%.2f' "$wall") s (median pull $p50 ms, slowest $pmax ms)"
+    for pid in "${pull_pids[@]}"; do wait "$pid" || true; done
+    finished_at=$(now)
+    wall=$(elapsed "$started_at" "$finished_at")
+    cat "$dir"/*.result > "$dir.txt"
+    ok=$(awk '$2 == 0' "$dir.txt" | wc -l)
+    failed=$((pulls - ok))
+    if ((failed > 0)); then
+        log "   $who: $failed failures, the first one:"
+        awk '$2 != 0 { print $1; exit }' "$dir.txt" | xargs -I{} cat "$dir/{}.log" >&2
+    fi
+    # Every pulled blob must have the bytes its name says.
+    bad=0
+    for f in "$dir"/*/*; do
+        [[ $(basename "$f") =~ ^[0-9a-f]{64}$ ]] || continue
+        [[ $(sha256sum "$f" | cut -c1-64) == "$(basename "$f")" ]] || bad=$((bad + 1))
+    done
+    p50=$(awk '{ print $3 }' "$dir.txt" | median)
+    pmax=$(awk '{ print $3 }' "$dir.txt" | sort -n | tail -n 1)
+    emit "$(jq -n --arg who "$who" --argjson pulls "$pulls" --argjson ok "$ok" --argjson failed "$failed" \
+        --argjson bad "$bad" --argjson wall "$wall" --argjson p50 "$p50" --argjson pmax "$pmax" \
+        --arg load "$(load_avg)" --argjson bytes "$(du -sb "$image/blobs" | cut -f1)" \
+        '{item: "concurrent_pulls", registry: $who,
+          what: "skopeo copy docker://REGISTRY/bench/app:v1 dir:..., all started at once (agent cold); 4 layers of ~2 MiB",
+          pulls: $pulls, ok: $ok, errors: $failed, blobs_with_wrong_bytes: $bad, image_bytes: $bytes,
+          wall_s: ($wall * 1000 | round / 1000), pull_ms_p50: $p50, pull_ms_max: $pmax, load_after: $load}')"
+    log "   $who: $ok of $pulls pulls fine in $(printf '%.2f' "$wall") s (median pull $p50 ms, slowest $pmax ms)"
+    rm -rf "$dir"
+}
+
+log "== $pulls concurrent skopeo pulls of one image: through agent 1, then from the reference"
+for target in "127.0.0.1:$proxy_port" "127.0.0.1:$ref_port"; do
+    skopeo --insecure-policy copy -q --dest-tls-verify=false "oci:$image:v1" \
+        "docker://$target/bench/app:v1" >&2
+done
+drain_writeback
+pull_batch kraken_agent "127.0.0.1:${agent1[0]}"
+pull_batch reference "127.0.0.1:$ref_port"
 
 log "== summary (load now $(load_avg))"
 printf '%s\n' "${emitted[@]}" | jq -r '
@@ -543,5 +554,5 @@ printf '%s\n' "${emitted[@]}" | jq -r '
     elif .item == "cold_pull" then "cold pull: first byte after \(.ttfb_ms) ms (\(.ttfb_in_piece_times) piece times of \(.piece_time_ms) ms), whole blob at \(.mib_s) MiB/s"
     elif .item == "agent_memory" then "agent memory: RssAnon peak \(.rss_anon_peak_mib) MiB (target 64 MiB), RssFile peak \(.rss_file_peak_mib) MiB"
     elif .item == "tracker" then "tracker, \(.store) store: \(.announces_per_s) announces/s, \(.errors) errors"
-    elif .item == "concurrent_pulls" then "\(.pulls) concurrent pulls: \(.ok) fine, \(.errors) errors, \(.wall_s) s"
+    elif .item == "concurrent_pulls" then "\(.pulls) concurrent pulls from \(.registry): \(.ok) fine, \(.errors) errors, \(.wall_s) s"
     else empty end' >&2
