@@ -24,13 +24,8 @@ pub(super) struct Transfer {
     cap: f64,
     rate: f64,
     since: Nanos,
-    /// Bumped whenever the end moves, so a stale end event is ignored.
-    version: u32,
     live: bool,
 }
-
-/// A transfer's new end: `(transfer, version, time)`.
-pub(super) type Reschedule = (u32, u32, Nanos);
 
 /// Every host's links and the transfers on them.
 pub(super) struct Network {
@@ -39,6 +34,7 @@ pub(super) struct Network {
     incoming: Vec<Vec<u32>>,
     outgoing: Vec<Vec<u32>>,
     down: Vec<f64>,
+    ends: Clock,
     scratch: Vec<(f64, u32)>,
 }
 
@@ -53,6 +49,7 @@ impl Network {
             incoming: vec![Vec::new(); hosts],
             outgoing: vec![Vec::new(); hosts],
             down,
+            ends: Clock::default(),
             scratch: Vec::new(),
         }
     }
@@ -71,7 +68,6 @@ impl Network {
         (from, to, conn): (u32, u32, u32),
         (piece, bytes): (u32, u64),
         cap: f64,
-        out: &mut Vec<Reschedule>,
     ) -> u32 {
         let transfer = Transfer {
             from,
@@ -82,7 +78,6 @@ impl Network {
             cap,
             rate: 0.0,
             since: now,
-            version: 0,
             live: true,
         };
         let id = match self.free.pop() {
@@ -97,46 +92,35 @@ impl Network {
         };
         self.outgoing[from as usize].push(id);
         self.incoming[to as usize].push(id);
-        self.reshare(now, to, out);
+        self.reshare(now, to);
         id
     }
 
+    /// Returns the transfer that ends first, and when.
+    pub(super) fn next_end(&self) -> Option<(Nanos, u32)> {
+        self.ends.first()
+    }
+
     /// Lifts the cap of transfer `id`: its sender has sent every byte.
-    pub(super) fn uncap(&mut self, now: Nanos, id: u32, out: &mut Vec<Reschedule>) {
+    pub(super) fn uncap(&mut self, now: Nanos, id: u32) {
         let t = &mut self.transfers[id as usize];
         if t.live {
             t.cap = f64::INFINITY;
             let to = t.to;
-            self.reshare(now, to, out);
+            self.reshare(now, to);
         }
     }
 
-    /// Ends transfer `id` when `version` is its latest end, returning it.
-    pub(super) fn finish(
-        &mut self,
-        now: Nanos,
-        id: u32,
-        version: u32,
-        out: &mut Vec<Reschedule>,
-    ) -> Option<Transfer> {
-        let t = self.transfers.get(id as usize)?;
-        if !t.live || t.version != version {
-            return None;
-        }
+    /// Ends transfer `id`, which [`Network::next_end`] named, returning it.
+    pub(super) fn finish(&mut self, now: Nanos, id: u32) -> Transfer {
         let done = self.remove(id);
-        self.reshare(now, done.to, out);
-        Some(done)
+        self.reshare(now, done.to);
+        done
     }
 
     /// Drops every transfer between `a` and `b`, either way; returns the
     /// dropped transfers and their senders.
-    pub(super) fn abort_between(
-        &mut self,
-        now: Nanos,
-        a: u32,
-        b: u32,
-        out: &mut Vec<Reschedule>,
-    ) -> Vec<(u32, u32)> {
+    pub(super) fn abort_between(&mut self, now: Nanos, a: u32, b: u32) -> Vec<(u32, u32)> {
         let mut dropped = Vec::new();
         for (from, to) in [(a, b), (b, a)] {
             let doomed: Vec<u32> = self.outgoing[from as usize]
@@ -151,7 +135,7 @@ impl Network {
                 self.remove(id);
                 dropped.push((id, from));
             }
-            self.reshare(now, to, out);
+            self.reshare(now, to);
         }
         dropped
     }
@@ -162,6 +146,7 @@ impl Network {
         let (from, to) = (t.from as usize, t.to as usize);
         self.outgoing[from].retain(|&x| x != id);
         self.incoming[to].retain(|&x| x != id);
+        self.ends.remove(id);
         self.free.push(id);
         self.transfers[id as usize].clone()
     }
@@ -169,7 +154,7 @@ impl Network {
     /// Recomputes the shares of `host`'s download link by water-filling:
     /// the transfers with the lowest caps get their cap, the rest split
     /// what is left evenly.
-    fn reshare(&mut self, now: Nanos, host: u32, out: &mut Vec<Reschedule>) {
+    fn reshare(&mut self, now: Nanos, host: u32) {
         let mut caps = std::mem::take(&mut self.scratch);
         caps.clear();
         for &id in &self.incoming[host as usize] {
@@ -182,23 +167,111 @@ impl Network {
             let rate = cap.min(capacity / left as f64);
             capacity -= rate;
             left -= 1;
-            self.set_rate(now, id, rate, out);
+            self.set_rate(now, id, rate);
         }
         self.scratch = caps;
     }
 
-    fn set_rate(&mut self, now: Nanos, id: u32, rate: f64, out: &mut Vec<Reschedule>) {
+    fn set_rate(&mut self, now: Nanos, id: u32, rate: f64) {
         let t = &mut self.transfers[id as usize];
         let elapsed = now.saturating_sub(t.since) as f64 / NANOS_PER_SEC;
         t.remaining = (t.remaining - t.rate * elapsed).max(0.0);
         t.since = now;
-        if t.rate == rate && t.version > 0 {
+        if t.rate == rate {
             return;
         }
         t.rate = rate;
-        t.version += 1;
         let left = (t.remaining / rate * NANOS_PER_SEC).ceil() as Nanos;
-        out.push((id, t.version, now + left));
+        self.ends.set(id, now + left);
+    }
+}
+
+/// When each transfer ends: a binary heap that knows where each transfer
+/// sits, so a new end replaces the old one instead of leaving a stale
+/// entry behind (shares change far more often than transfers end).
+#[derive(Default)]
+struct Clock {
+    heap: Vec<(Nanos, u32)>,
+    /// Position in `heap` by transfer id; `ABSENT` when not scheduled.
+    at: Vec<usize>,
+}
+
+const ABSENT: usize = usize::MAX;
+
+impl Clock {
+    fn first(&self) -> Option<(Nanos, u32)> {
+        self.heap.first().copied()
+    }
+
+    fn set(&mut self, id: u32, end: Nanos) {
+        let i = id as usize;
+        if self.at.len() <= i {
+            self.at.resize(i + 1, ABSENT);
+        }
+        match self.at[i] {
+            ABSENT => {
+                self.heap.push((end, id));
+                self.at[i] = self.heap.len() - 1;
+                self.up(self.heap.len() - 1);
+            }
+            pos => {
+                self.heap[pos].0 = end;
+                self.up(pos);
+                self.down(self.at[i]);
+            }
+        }
+    }
+
+    fn remove(&mut self, id: u32) {
+        let Some(&pos) = self.at.get(id as usize) else {
+            return;
+        };
+        if pos == ABSENT {
+            return;
+        }
+        self.at[id as usize] = ABSENT;
+        let last = self.heap.pop().expect("scheduled transfer in the heap");
+        if pos < self.heap.len() {
+            self.heap[pos] = last;
+            self.at[last.1 as usize] = pos;
+            self.up(pos);
+            self.down(self.at[last.1 as usize]);
+        }
+    }
+
+    fn swap(&mut self, a: usize, b: usize) {
+        self.heap.swap(a, b);
+        self.at[self.heap[a].1 as usize] = a;
+        self.at[self.heap[b].1 as usize] = b;
+    }
+
+    fn up(&mut self, mut i: usize) {
+        while i > 0 {
+            let parent = (i - 1) / 2;
+            if self.heap[i] >= self.heap[parent] {
+                return;
+            }
+            self.swap(i, parent);
+            i = parent;
+        }
+    }
+
+    fn down(&mut self, mut i: usize) {
+        loop {
+            let (l, r) = (2 * i + 1, 2 * i + 2);
+            let mut least = i;
+            if l < self.heap.len() && self.heap[l] < self.heap[least] {
+                least = l;
+            }
+            if r < self.heap.len() && self.heap[r] < self.heap[least] {
+                least = r;
+            }
+            if least == i {
+                return;
+            }
+            self.swap(i, least);
+            i = least;
+        }
     }
 }
 
@@ -212,37 +285,54 @@ mod tests {
     fn a_receiver_shares_its_link_max_min_fairly() {
         // Host 0 receives at 100 B/s; host 1 sends at 20, hosts 2 and 3 at 100.
         let mut net = Network::new(vec![100.0; 4]);
-        let mut out = Vec::new();
-        net.start(0, (1, 0, 0), (0, 200), 20.0, &mut out);
-        assert_eq!(out, [(0, 1, 10 * SEC)], "capped by its sender");
-        out.clear();
-        net.start(0, (2, 0, 0), (1, 400), 100.0, &mut out);
-        net.start(0, (3, 0, 0), (2, 400), 100.0, &mut out);
-        let last: Vec<_> = out.iter().filter(|r| r.0 != 0).collect();
-        // 20 to the slow sender, 40 to each of the others.
-        assert_eq!(last.last().unwrap().2, 10 * SEC);
-        out.clear();
-        let done = net.finish(10 * SEC, 0, 1, &mut out).unwrap();
+        let slow = net.start(0, (1, 0, 0), (0, 200), 20.0);
+        assert_eq!(
+            net.next_end(),
+            Some((10 * SEC, slow)),
+            "capped by its sender"
+        );
+        net.start(0, (2, 0, 0), (1, 400), 100.0);
+        net.start(0, (3, 0, 0), (2, 400), 100.0);
+        // 20 to the slow sender, 40 to each of the others: all end at 10 s.
+        assert_eq!(net.ends.heap.len(), 3);
+        assert!(net.ends.heap.iter().all(|e| e.0 == 10 * SEC));
+        let done = net.finish(10 * SEC, slow);
         assert_eq!((done.from, done.piece), (1, 0));
         assert_eq!(net.sending(1), 0);
-        assert!(net.finish(10 * SEC, 0, 1, &mut out).is_none(), "only once");
+        assert_eq!(net.ends.heap.len(), 2);
     }
 
     #[test]
     fn aborting_frees_the_senders_and_speeds_up_the_rest() {
         let mut net = Network::new(vec![100.0; 3]);
-        let mut out = Vec::new();
-        net.start(0, (1, 0, 0), (0, 100), 100.0, &mut out);
-        let second = net.start(0, (2, 0, 0), (1, 200), 100.0, &mut out);
-        out.clear();
-        assert_eq!(net.abort_between(SEC, 0, 1, &mut out), [(0, 1)]);
+        net.start(0, (1, 0, 0), (0, 100), 100.0);
+        let second = net.start(0, (2, 0, 0), (1, 200), 100.0);
+        assert_eq!(net.abort_between(SEC, 0, 1), [(0, 1)]);
         // Host 2 sent 50 bytes at 50 B/s; the other 150 go at 100 B/s.
-        assert_eq!(out, [(second, 2, 2 * SEC + SEC / 2)]);
-        out.clear();
-        let third = net.start(2 * SEC, (1, 0, 0), (2, 100), 10.0, &mut out);
-        out.clear();
-        net.uncap(2 * SEC, third, &mut out);
-        // Its bytes wait in buffers now: it splits the link evenly, 50 B/s.
-        assert!(out.contains(&(third, 2, 4 * SEC)), "{out:?}");
+        assert_eq!(net.next_end(), Some((2 * SEC + SEC / 2, second)));
+        let third = net.start(2 * SEC, (1, 0, 0), (2, 100), 10.0);
+        net.uncap(2 * SEC, third);
+        // Its bytes wait in buffers now: it splits the link evenly, 50 B/s,
+        // until the other one's last 50 bytes are in; then it has it all.
+        assert_eq!(net.next_end(), Some((3 * SEC, second)));
+        net.finish(3 * SEC, second);
+        assert_eq!(net.next_end(), Some((3 * SEC + SEC / 2, third)));
+    }
+
+    #[test]
+    fn the_clock_keeps_one_end_per_transfer_in_order() {
+        let mut clock = Clock::default();
+        for (id, end) in [(0, 50), (1, 10), (2, 30), (3, 20)] {
+            clock.set(id, end);
+        }
+        clock.set(1, 40);
+        clock.remove(3);
+        clock.set(2, 5);
+        let mut order = Vec::new();
+        while let Some((end, id)) = clock.first() {
+            order.push((end, id));
+            clock.remove(id);
+        }
+        assert_eq!(order, [(5, 2), (40, 1), (50, 0)]);
     }
 }

@@ -1,12 +1,13 @@
 //! The simulator's agenda: events ordered by virtual time, ties by the
-//! order they were scheduled, so a run is deterministic.
+//! order they were scheduled, so a run is deterministic. (Ends of piece
+//! transfers keep their own clock in [`super::flow`].)
 //!
 //! Most events are scheduled a fixed delay ahead (a message takes the
 //! latency; a tick comes 250 ms after the last), and since the clock never
 //! goes back, the events of one delay arrive in time order. Those go to a
-//! plain FIFO lane per delay; only the rest (piece transfers, whose end
-//! depends on rates) go through a heap. With tens of millions of messages
-//! in a large run this halves the cost of the agenda.
+//! plain FIFO lane per delay; only the rest go through a heap. With
+//! hundreds of millions of messages in a large run, that keeps the agenda
+//! cheap.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -100,6 +101,19 @@ impl<E> Agenda<E> {
             event,
         };
         self.heap.push(Reverse(entry));
+    }
+
+    /// Returns the time of the earliest event.
+    pub(super) fn peek(&self) -> Option<Nanos> {
+        let lanes = self.lanes.iter().filter_map(|(_, l)| l.front());
+        let heap = self.heap.peek().map(|Reverse(e)| e);
+        lanes.chain(heap).map(|e| e.at).min()
+    }
+
+    /// Moves the clock to `at`, for something that happened outside the
+    /// agenda; never back.
+    pub(super) fn advance(&mut self, at: Nanos) {
+        self.now = self.now.max(at);
     }
 
     /// Takes the earliest event and moves the clock to its time.

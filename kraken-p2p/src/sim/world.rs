@@ -11,7 +11,7 @@ use kraken_core::{Bitfield, Digest, InfoHash, Namespace, PeerId, PeerInfo, Piece
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::flow::{Network, Reschedule};
+use super::flow::Network;
 use super::queue::{Agenda, Nanos};
 use super::tracker::SimTracker;
 use super::{AgentTimes, SenderModel, SimOptions, SimReport};
@@ -73,11 +73,6 @@ enum Event {
         host: u32,
         push: u64,
     },
-    /// The last byte of a transfer reached its receiver's side of the link.
-    Sent {
-        transfer: u32,
-        version: u32,
-    },
     /// A whole piece reached its receiver.
     Arrived {
         conn: u32,
@@ -133,7 +128,6 @@ pub(super) struct World<'a> {
     namespace: Namespace,
     digest: Digest,
     info_hash: InfoHash,
-    reschedules: Vec<Reschedule>,
 }
 
 fn time(now: Nanos) -> Duration {
@@ -240,7 +234,6 @@ impl<'a> World<'a> {
             namespace: Namespace::new("sim").expect("valid namespace"),
             digest: Digest::sha256_of(b"kraken simulated blob"),
             info_hash: InfoHash::from_bytes([1; InfoHash::LEN]),
-            reschedules: Vec::new(),
         }
     }
 
@@ -249,14 +242,30 @@ impl<'a> World<'a> {
         let wall = Instant::now();
         let limit = nanos(self.options.time_limit);
         while self.waiting > 0 {
-            let Some((now, event)) = self.agenda.pop() else {
-                break;
+            let transfer = self.net.next_end();
+            let event = self.agenda.peek();
+            let now = match (transfer, event) {
+                (Some((end, id)), e) if e.is_none_or(|e| end < e) => {
+                    if end > limit {
+                        break;
+                    }
+                    self.agenda.advance(end);
+                    self.sent(id, end);
+                    end
+                }
+                _ => {
+                    let Some((now, event)) = self.agenda.pop() else {
+                        break;
+                    };
+                    if now > limit {
+                        break;
+                    }
+                    self.handle(now, event);
+                    now
+                }
             };
-            if now > limit {
-                break;
-            }
             self.events += 1;
-            self.handle(now, event);
+            debug_assert!(now <= self.agenda.now());
         }
         let end = self.agenda.now().min(limit);
         self.report(end, wall.elapsed())
@@ -281,7 +290,6 @@ impl<'a> World<'a> {
                 msg,
             } => self.message(conn, from, to, msg, now),
             Event::Pushed { host, push } => self.pushed(host, push, now),
-            Event::Sent { transfer, version } => self.sent(transfer, version, now),
             Event::Arrived {
                 conn,
                 from,
@@ -494,8 +502,7 @@ impl<'a> World<'a> {
         host.conns.swap_remove(at);
         host.queue.forget(peer_id(peer));
         let now = self.agenda.now();
-        let dropped = self.net.abort_between(now, h, peer, &mut self.reschedules);
-        self.flush();
+        let dropped = self.net.abort_between(now, h, peer);
         for (transfer, sender) in dropped {
             let host = &mut self.hosts[sender as usize];
             if host.pushing.is_some_and(|(t, _)| t == transfer) {
@@ -568,9 +575,7 @@ impl<'a> World<'a> {
             host.torrent.piece_sent(time(now), id);
             host.sent_bytes += bytes;
             let (route, cap) = ((h, to, conn), host.rate / host.slots as f64);
-            let out = &mut self.reschedules;
-            let transfer = self.net.start(now, route, (piece.0, bytes), cap, out);
-            self.flush();
+            let transfer = self.net.start(now, route, (piece.0, bytes), cap);
             if self.options.sender == SenderModel::Buffered {
                 let host = &mut self.hosts[h as usize];
                 host.pushes += 1;
@@ -593,8 +598,7 @@ impl<'a> World<'a> {
             return;
         }
         host.pushing = None;
-        self.net.uncap(now, transfer, &mut self.reschedules);
-        self.flush();
+        self.net.uncap(now, transfer);
         self.serve(h);
     }
 
@@ -605,20 +609,10 @@ impl<'a> World<'a> {
             .min(self.options.blob_size - start)
     }
 
-    fn flush(&mut self) {
-        for (transfer, version, at) in self.reschedules.drain(..) {
-            self.agenda.at(at, Event::Sent { transfer, version });
-        }
-    }
-
-    fn sent(&mut self, transfer: u32, version: u32, now: Nanos) {
-        let done = self
-            .net
-            .finish(now, transfer, version, &mut self.reschedules);
-        self.flush();
-        let Some(t) = done else {
-            return;
-        };
+    /// The last byte of a transfer reached its receiver's side of the
+    /// link; the piece is there one latency later.
+    fn sent(&mut self, transfer: u32, now: Nanos) {
+        let t = self.net.finish(now, transfer);
         let event = Event::Arrived {
             conn: t.conn,
             from: t.from,
