@@ -331,11 +331,21 @@ impl BlobStore for DiskStore {
     }
 
     async fn commit_download(&self, digest: &Digest) -> Result<()> {
-        let gate = self.inner.gates.write(digest).await;
         let digest = *digest;
+        // The hash runs outside the gate; only the publish excludes readers.
+        let checked = self.run(move |inner| inner.check_download(&digest)).await;
+        let gate = self.inner.gates.write(&digest).await;
         self.run(move |inner| {
             let _gate = gate;
-            inner.commit_download(&digest)
+            match checked {
+                Ok(Some(files)) => inner.commit_checked(&digest, &files),
+                Ok(None) => Ok(()),
+                Err(Error::DigestMismatch { expected, actual }) => {
+                    inner.discard_mismatch(&expected, &actual);
+                    Err(Error::DigestMismatch { expected, actual })
+                }
+                Err(e) => Err(e),
+            }
         })
         .await
     }

@@ -436,12 +436,17 @@ impl Inner {
         Ok(Bytes::from(buf))
     }
 
-    pub(super) fn commit_download(&self, digest: &Digest) -> Result<()> {
+    /// Hashes a complete download and compares it with its digest; the
+    /// files to publish, or `None` when the blob is cached already; a
+    /// mismatch is for [`discard_mismatch`](Self::discard_mismatch). Needs
+    /// no gate: verified pieces never change, so reads and uploads of the
+    /// blob go on while its bytes are hashed.
+    pub(super) fn check_download(&self, digest: &Digest) -> Result<Option<Arc<DownloadFiles>>> {
         let (meta, files) = {
             let index = self.index();
             let entry = index.blobs.get(digest).ok_or(Error::NotFound(*digest))?;
             match &entry.state {
-                State::Cached => return Ok(()),
+                State::Cached => return Ok(None),
                 State::Downloading { have, .. } if !have.is_complete() => {
                     let missing = have.len() - have.count();
                     return Err(Error::Incomplete {
@@ -454,15 +459,39 @@ impl Inner {
         };
         let actual = hash_file(&files.data, digest.algorithm(), meta.length())?;
         if actual != *digest {
-            warn!(%digest, %actual, "download does not add up to its digest, discarding it");
-            self.drop_download(digest);
             return Err(Error::DigestMismatch {
                 expected: *digest,
                 actual,
             });
         }
-        self.publish_download(digest, &files)?;
-        info!(%digest, bytes = meta.length(), "blob committed from download");
+        Ok(Some(files))
+    }
+
+    /// Discards a download whose bytes do not add up to its digest; under
+    /// the blob's write gate.
+    pub(super) fn discard_mismatch(&self, digest: &Digest, actual: &Digest) {
+        warn!(%digest, %actual, "download does not add up to its digest, discarding it");
+        self.drop_download(digest);
+    }
+
+    /// Publishes a download [`check_download`](Self::check_download)
+    /// passed, under the blob's write gate.
+    pub(super) fn commit_checked(&self, digest: &Digest, files: &DownloadFiles) -> Result<()> {
+        let length = {
+            let index = self.index();
+            let entry = index.blobs.get(digest).ok_or(Error::NotFound(*digest))?;
+            match &entry.state {
+                State::Cached => return Ok(()),
+                // Dropped and started again while it was hashed: this one
+                // is not the download that was checked.
+                State::Downloading { files: now, .. } if !std::ptr::eq(&**now, files) => {
+                    return Err(Error::NotFound(*digest));
+                }
+                State::Downloading { .. } => entry.meta.length(),
+            }
+        };
+        self.publish_download(digest, files)?;
+        info!(%digest, bytes = length, "blob committed from download");
         Ok(())
     }
 
