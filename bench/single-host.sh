@@ -14,8 +14,8 @@
 # 127.0.0.1 ports 18100-18599, so the agent's memory is its own. One JSON
 # object per item goes to stdout (and to --json-out FILE), a summary to stderr.
 #
-# Run it under the machine's CPU lock, from anywhere in the repository:
-#   flock /tmp/kraken-cpu.lock bash bench/single-host.sh [--json-out FILE]
+# Run it on an otherwise idle machine, from anywhere in the repository:
+#   bash bench/single-host.sh [--json-out FILE]
 #
 # Options:
 #   --json-out FILE      also write the JSON lines to FILE
