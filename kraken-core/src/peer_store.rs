@@ -26,6 +26,9 @@ pub trait PeerStore: Send + Sync + fmt::Debug {
     async fn announce(&self, info_hash: &InfoHash, peer: &PeerInfo) -> Result<()>;
 
     /// Returns up to `n` distinct, unexpired peers of `info_hash`, chosen at
-    /// random; an unknown torrent yields an empty list, not an error.
+    /// random and in random order (also when every peer is returned: agents
+    /// dial a handout in order, so a fixed order would have every agent
+    /// dial the same few peers and split the swarm into cliques); an
+    /// unknown torrent yields an empty list, not an error.
     async fn sample(&self, info_hash: &InfoHash, n: usize) -> Result<Vec<PeerInfo>>;
 }

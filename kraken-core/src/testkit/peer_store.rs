@@ -35,7 +35,8 @@ const LONG_TTL: Duration = Duration::from_secs(300);
 /// - torrents are isolated from each other; IPv6 addresses round-trip;
 /// - entries expire after the time to live, and re-announcing restarts it;
 /// - samples are random: with 50 peers and `n = 5`, repeated samples
-///   differ and reach most peers.
+///   differ and reach most peers; with `n` above 50, every peer comes back,
+///   in a different order each time.
 ///
 /// # Panics
 ///
@@ -239,6 +240,22 @@ async fn randomness(store: &dyn PeerStore) {
         reached.len() >= 20,
         "{check}: 40 samples reached only {} of 50",
         reached.len()
+    );
+
+    // Asked for more than there are, a store returns them all, and in an
+    // order of its own each time: agents dial a handout from the front.
+    let check = "peer_store_suite/a whole sample comes in random order";
+    let mut firsts = HashSet::new();
+    for _ in 0..20 {
+        let drawn = sample(check, store, &hash, 80).await;
+        assert_eq!(drawn.len(), 50, "{check}: n = 80 of 50");
+        firsts.insert(drawn[0].peer_id);
+    }
+    // 20 shuffles of 50 put the same peer first every time with a
+    // probability of 50^-19.
+    assert!(
+        firsts.len() > 1,
+        "{check}: 20 samples of all 50 peers all began with the same peer"
     );
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use kraken_core::{InfoHash, PeerId, PeerInfo, PeerStore, Result};
-use rand::seq::IteratorRandom;
+use rand::seq::{IteratorRandom, SliceRandom};
 
 /// Announces between two sweeps of every torrent for expired entries;
 /// torrents that are sampled are also pruned as they are read.
@@ -89,10 +89,13 @@ impl PeerStore for MemoryPeerStore {
             return Ok(Vec::new());
         };
         peers.retain(|_, e| e.expires > now);
-        let chosen = peers
+        let mut rng = rand::rng();
+        let mut chosen = peers
             .values()
             .map(|e| e.peer.clone())
-            .choose_multiple(&mut rand::rng(), n);
+            .choose_multiple(&mut rng, n);
+        // The sample keeps the map's order; the handout must not.
+        chosen.shuffle(&mut rng);
         if peers.is_empty() {
             state.torrents.remove(info_hash);
         }

@@ -32,6 +32,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use kraken_core::{Error, InfoHash, PeerInfo, PeerStore, Result};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use rand::seq::SliceRandom;
 use redis::{RedisError, Script};
 use serde::{Deserialize, Serialize};
 
@@ -252,7 +253,11 @@ impl PeerStore for RedisPeerStore {
             .arg(PRUNE_BATCH);
         let call = invocation.invoke_async::<Vec<Option<String>>>(&mut connection);
         let entries = self.bounded("sample", call).await?;
-        Ok(entries.iter().flatten().filter_map(|e| decode(e)).collect())
+        let mut peers: Vec<PeerInfo> = entries.iter().flatten().filter_map(|e| decode(e)).collect();
+        // ZRANDMEMBER answers a count above the set's size with the whole
+        // set in its own order.
+        peers.shuffle(&mut rand::rng());
+        Ok(peers)
     }
 }
 
