@@ -45,22 +45,20 @@ struct Args {
     times_out: Option<String>,
 }
 
-fn number(flag: &str, value: Option<String>) -> Result<f64, String> {
+fn number(flag: &str, value: Option<&str>) -> Result<f64, String> {
     value
-        .as_deref()
         .and_then(|v| v.parse::<f64>().ok())
         .filter(|v| v.is_finite() && *v >= 0.0)
         .ok_or_else(|| format!("{flag} needs a non-negative number"))
 }
 
-fn whole(flag: &str, value: Option<String>) -> Result<u64, String> {
+fn whole(flag: &str, value: Option<&str>) -> Result<u64, String> {
     value
-        .as_deref()
         .and_then(|v| v.parse::<u64>().ok())
         .ok_or_else(|| format!("{flag} needs a whole number"))
 }
 
-fn positive(flag: &str, value: Option<String>) -> Result<u64, String> {
+fn positive(flag: &str, value: Option<&str>) -> Result<u64, String> {
     whole(flag, value)
         .ok()
         .filter(|v| *v > 0)
@@ -79,7 +77,8 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Args>, St
     let mut times_out = None;
     let mut it = args.into_iter();
     while let Some(flag) = it.next() {
-        let value = it.next();
+        let owned = it.next();
+        let value = owned.as_deref();
         let f = flag.as_str();
         match f {
             "-h" | "--help" => return Ok(None),
@@ -103,13 +102,13 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Args>, St
             "--seed" => o.seed = whole(f, value)?,
             "--time-limit-s" => o.time_limit = Duration::from_secs(positive(f, value)?),
             "--sender" => {
-                o.sender = match value.as_deref() {
+                o.sender = match value {
                     Some("buffered") => SenderModel::Buffered,
                     Some("blocking") => SenderModel::Blocking,
                     _ => return Err("--sender needs buffered or blocking".into()),
                 }
             }
-            "--times-out" => times_out = Some(value.ok_or("--times-out needs a file name")?),
+            "--times-out" => times_out = Some(owned.ok_or("--times-out needs a file name")?),
             other => return Err(format!("unknown flag {other}")),
         }
     }

@@ -30,8 +30,13 @@
 //! - Buffers are unbounded within the acknowledgement window: a buffered
 //!   sender never waits for socket space, only for window room.
 //! - Disk reads, hashing and CPU cost nothing.
-//! - A peer that is not dialled is assumed reachable: dials fail only when
-//!   the other side has no free connection slot.
+//! - Every peer is reachable: a dial fails only when the other side has no
+//!   free connection slot. Hosts never crash or leave, and no piece fails
+//!   verification.
+//! - A dial costs a TCP round trip plus the handshake, three latencies to
+//!   the dialled side; TLS is not modelled.
+//! - Agents never give up (the engine's no-peer and idle download
+//!   timeouts are not applied); a run stops at its time limit instead.
 
 mod flow;
 mod queue;
@@ -146,8 +151,14 @@ impl SimOptions {
                 self.hosts.saturating_add(self.origins) == u32::MAX,
                 "too many hosts",
             ),
-            (!(self.host_rate > 0.0), "host rate must be positive"),
-            (!(self.origin_rate > 0.0), "origin rate must be positive"),
+            (
+                !finite_positive(self.host_rate),
+                "host rate must be positive",
+            ),
+            (
+                !finite_positive(self.origin_rate),
+                "origin rate must be positive",
+            ),
             (
                 self.origin_connections == 0,
                 "origin connections must be at least 1",
@@ -166,6 +177,10 @@ impl SimOptions {
     pub fn ideal(&self) -> f64 {
         self.blob_size as f64 / self.host_rate
     }
+}
+
+fn finite_positive(x: f64) -> bool {
+    x.is_finite() && x > 0.0
 }
 
 /// Why simulation options are unusable.

@@ -32,7 +32,7 @@ enum Msg {
     Close,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 enum Event {
     /// An agent asks for the blob (an origin starts seeding).
     Start(u32),
