@@ -31,8 +31,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use kraken_core::{Error, InfoHash, PeerInfo, PeerStore, Result};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use rand::seq::SliceRandom;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, Script};
 use serde::{Deserialize, Serialize};
 
