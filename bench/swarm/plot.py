@@ -5,13 +5,14 @@
 
 For every system in the JSON lines, the run with the median `seconds` is drawn:
 its hosts sorted by completion time (x: host rank, y: seconds since the
-start barrier), with the ideal time (size / rate) as a dashed line.
+start barrier), with the ideal time (size / rate) as a dashed line. The gap
+between a curve and its last dot is the time a fetch took after its bytes
+had arrived (final verification, the rest of a stream).
 
 Completion times come from the per-second trace swarm-bench wrote beside the
 JSON lines (`traces/<stamp>.<system>.<HHMMSS>`): a host counts as done when
-the bytes its bridge port sent it reach the blob's size in Ethernet frames
-(1514 wire bytes per 1448 payload bytes), interpolated between samples, so
-they are estimates to about a second. The JSON's first, median and last
+the bytes its bridge port sent it reach 99.5 % of what it received in the run,
+interpolated between samples, so they are estimates to about a second. The JSON's first, median and last
 times, which are exact, are marked on each curve.
 
 Standard library only, so it runs wherever swarm-bench does.
@@ -23,7 +24,6 @@ import os
 import sys
 from pathlib import Path
 
-WIRE_PER_PAYLOAD = 1514 / 1448
 COLOURS = {"kraken-rs": "#1f6fb4", "bittorrent": "#e07b00", "http": "#7a7a7a"}
 EXTRA_COLOURS = ["#2a9d3c", "#b8323c", "#7a4fb0"]
 
@@ -56,23 +56,26 @@ def traces_by_system(jsonl):
 
 def completion_times(trace, size_mib, hosts):
     """Estimated completion time of hosts 1..hosts from a trace, sorted."""
-    target = size_mib * WIRE_PER_PAYLOAD
+    with open(trace) as f:
+        rows = [r for r in map(json.loads, f) if r.get("t") is not None]
+    if not rows:
+        return []
+    # Done at 99.5 % of what the host received in the whole run: wire bytes
+    # per payload byte depend on segment sizes, so a fixed factor misses. A
+    # host that received under half the blob never finished.
+    final = rows[-1]["down_mib"]
     done = {}
     prev_t, prev = 0.0, None
-    with open(trace) as f:
-        for line in f:
-            row = json.loads(line)
-            t = row.get("t")
-            if t is None:
+    for row in rows:
+        t, down = row["t"], row["down_mib"]
+        for i in range(1, min(hosts + 1, len(down))):
+            target = 0.995 * final[i]
+            if i in done or target < size_mib / 2 or down[i] < target:
                 continue
-            down = row["down_mib"]
-            for i in range(1, min(hosts + 1, len(down))):
-                if i in done or down[i] < target:
-                    continue
-                before = prev[i] if prev is not None and i < len(prev) else 0.0
-                share = (target - before) / (down[i] - before) if down[i] > before else 1.0
-                done[i] = prev_t + share * (t - prev_t)
-            prev_t, prev = t, down
+            before = prev[i] if prev is not None and i < len(prev) else 0.0
+            share = (target - before) / (down[i] - before) if down[i] > before else 1.0
+            done[i] = prev_t + share * (t - prev_t)
+        prev_t, prev = t, down
     return sorted(done.values())
 
 
@@ -84,12 +87,15 @@ def median_run(runs):
     return ok[(len(ok) - 1) // 2]
 
 
-def svg(series, ideal, title, path):
-    width, height = 760, 440
-    left, right, top, bottom = 64, 170, 40, 52
+def svg(series, ideal, title, path, hosts):
+    width, height = 820, 440
+    left, right, top, bottom = 64, 230, 48, 52
     pw, ph = width - left - right, height - top - bottom
-    hosts = max(len(s["times"]) for s in series) or 1
-    ymax = max([ideal] + [max(s["times"] + [s["run"]["seconds"]]) for s in series]) * 1.08
+    # A system far slower than the best (the central server) would flatten
+    # the others: it stays in the legend with its time, off the scale.
+    best = min(s["run"]["seconds"] for s in series)
+    shown = [s for s in series if s["run"]["seconds"] <= 3 * best]
+    ymax = max([ideal] + [max(s["times"] + [s["run"]["seconds"]]) for s in shown]) * 1.08
     sx = lambda rank: left + pw * (rank - 1) / max(hosts - 1, 1)  # noqa: E731
     sy = lambda sec: top + ph * (1 - sec / ymax)  # noqa: E731
 
@@ -97,7 +103,10 @@ def svg(series, ideal, title, path):
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'font-family="sans-serif" font-size="12">',
         f'<rect width="{width}" height="{height}" fill="white"/>',
-        f'<text x="{left}" y="22" font-size="14" font-weight="bold">{title}</text>',
+        f'<text x="{left}" y="20" font-size="14" font-weight="bold">{title}</text>',
+        f'<text x="{left}" y="34" font-size="11" fill="#555">lines: bytes in, per host '
+        f'(trace, about 1 s); dots: first, median and last fetch done (exact); '
+        f'legend: line-rate fraction</text>',
         f'<line x1="{left}" y1="{top + ph}" x2="{left + pw}" y2="{top + ph}" stroke="black"/>',
         f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + ph}" stroke="black"/>',
     ]
@@ -124,22 +133,26 @@ def svg(series, ideal, title, path):
     for n, s in enumerate(series):
         colour = s["colour"]
         times = s["times"]
+        run = s["run"]
+        fraction = run.get("line_rate_fraction")
+        label = f'{s["name"]} {fraction:.2f}' if fraction is not None else s["name"]
+        y = legend_y + 22 * (n + 1)
+        if s not in shown:
+            out.append(f'<text x="{left + pw + 14}" y="{y + 4}" fill="{colour}">{label}: last '
+                       f'{run["seconds"]:.0f} s, off scale</text>')
+            continue
         if times:
             points = " ".join(f"{sx(i + 1):.1f},{sy(t):.1f}" for i, t in enumerate(times))
             out.append(f'<polyline points="{points}" fill="none" stroke="{colour}" '
                        f'stroke-width="2"/>')
-        run = s["run"]
         exact = [(1, run["first_seconds"]), ((hosts + 1) // 2, run["median_seconds"]),
                  (hosts, run["seconds"])]
         for rank, sec in exact:
             if sec is not None:
                 out.append(f'<circle cx="{sx(rank):.1f}" cy="{sy(sec):.1f}" r="3.5" '
                            f'fill="{colour}"/>')
-        y = legend_y + 22 * (n + 1)
         out.append(f'<line x1="{left + pw + 14}" y1="{y}" x2="{left + pw + 38}" y2="{y}" '
                    f'stroke="{colour}" stroke-width="2"/>')
-        fraction = run.get("line_rate_fraction")
-        label = f'{s["name"]} {fraction:.2f}' if fraction is not None else s["name"]
         out.append(f'<text x="{left + pw + 44}" y="{y + 4}">{label}</text>')
     out.append("</svg>")
     Path(path).write_text("\n".join(out) + "\n")
@@ -179,10 +192,9 @@ def main(argv):
         raise SystemExit(f"{a.jsonl}: no verified run")
 
     ideal = series[0]["run"]["ideal_seconds"]
-    title = (f"{hosts} hosts at {rate} Mbit/s, {size_mib} MiB: completion per host "
-             f"(median run; fraction of line rate)")
+    title = f"{hosts} hosts at {rate} Mbit/s, {size_mib} MiB: when each host was done"
     output = a.output or os.path.splitext(a.jsonl)[0] + ".svg"
-    svg(series, ideal, title, output)
+    svg(series, ideal, title, output, hosts)
     print(output)
 
 
