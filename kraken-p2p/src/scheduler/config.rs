@@ -13,7 +13,10 @@ use serde::{Deserialize, Serialize};
 pub struct SchedulerConfig {
     /// Open connections per blob, inbound and outbound together. About ten
     /// keeps the swarm a well-connected random graph without splitting a
-    /// host's bandwidth into slivers.
+    /// host's bandwidth into slivers. A host dials only into the first
+    /// half; the other half waits for peers that dial it, so the hosts of
+    /// a swarm that start first cannot fill each other's slots and leave
+    /// the later ones a swarm of their own, cut off from every source.
     pub max_connections: usize,
     /// Requests in flight per agent peer: enough to keep a link busy while
     /// the next request crosses the network.

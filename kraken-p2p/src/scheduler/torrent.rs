@@ -165,7 +165,8 @@ impl Torrent {
 
     /// Picks, in the tracker's order, the peers of a handout to dial now:
     /// not `me`, not connected, not being dialled and not blacklisted,
-    /// while connections and dials under way leave a slot free. A complete
+    /// while connections and dials under way fill less than half of
+    /// `max_connections` (the rest is for peers that dial us). A complete
     /// torrent dials nobody; it only seeds to peers that dial it.
     pub fn peers_to_dial<'a>(
         &self,
@@ -178,9 +179,10 @@ impl Torrent {
         if self.is_complete() {
             return chosen;
         }
+        let dial_room = self.config.max_connections.div_ceil(2);
         for peer in handout {
             let busy = self.peers.len() + dialing.len() + chosen.len();
-            if busy >= self.config.max_connections {
+            if busy >= dial_room {
                 break;
             }
             let id = &peer.peer_id;

@@ -350,7 +350,7 @@ proptest! {
 #[test]
 fn dials_handout_peers_in_order_while_slots_are_free() {
     let config = SchedulerConfig {
-        max_connections: 3,
+        max_connections: 5,
         ..SchedulerConfig::default()
     };
     let mut t = Torrent::new(config, PIECE_LEN, Bitfield::new(4), rng());
@@ -367,8 +367,9 @@ fn dials_handout_peers_in_order_while_slots_are_free() {
         .into_iter()
         .map(|p| p.peer_id)
         .collect();
-    // One slot connected, one dialling: one left, and not for ourselves,
-    // a connected, a dialled or a blacklisted peer.
+    // Three of five slots are ours to dial: one connected, one dialling,
+    // one left, and not for ourselves, a connected, a dialled or a
+    // blacklisted peer.
     assert_eq!(chosen, [id(4)]);
     let done = Torrent::new(
         SchedulerConfig::default(),
@@ -378,4 +379,19 @@ fn dials_handout_peers_in_order_while_slots_are_free() {
     );
     let none = done.peers_to_dial(T0, &id(0), &handout, &Default::default());
     assert!(none.is_empty(), "a complete torrent only seeds");
+}
+
+#[test]
+fn half_the_slots_are_left_for_peers_that_dial_us() {
+    let mut t = torrent(4);
+    let addr = "127.0.0.1:1".parse().unwrap();
+    let handout: Vec<PeerInfo> = (1..=30).map(|n| PeerInfo::new(id(n), addr)).collect();
+    let chosen = t.peers_to_dial(T0, &id(0), &handout, &Default::default());
+    let max = SchedulerConfig::default().max_connections;
+    assert_eq!(chosen.len(), max.div_ceil(2));
+    for n in 100..100 + max as u8 {
+        assert!(t.accepts(&id(n), T0), "inbound peers fill every slot");
+        t.peer_connected(T0, id(n), Bitfield::new(4), false);
+    }
+    assert!(!t.accepts(&id(99), T0));
 }
