@@ -61,7 +61,8 @@ pub struct SchedulerConfig {
     /// its last use.
     #[serde(with = "humantime_serde")]
     pub seed_idle_timeout: Duration,
-    /// Pieces ahead of a streaming reader that are fetched first, in order.
+    /// Pieces ahead of a streaming reader that are fetched first, in order,
+    /// from agents; an origin is asked out of turn only for the next one.
     pub stream_window: u32,
     /// Bytes one connection may have sent and not yet acknowledged (the
     /// receiver acknowledges a piece by announcing it), at least two

@@ -515,9 +515,15 @@ impl Torrent {
                 peer,
                 endgame,
             };
-            let window = self
-                .stream_cursor
-                .map(|c| c..c.saturating_add(self.config.stream_window));
+            // From an origin only the reader's very next piece jumps the
+            // queue: every streaming agent of a swarm waits at about the
+            // same place, and a window of several pieces asked of the
+            // origin by all of them is the origin's upload spent on copies.
+            let ahead = match peer.origin {
+                true => self.config.stream_window.min(1),
+                false => self.config.stream_window,
+            };
+            let window = self.stream_cursor.map(|c| c..c.saturating_add(ahead));
             let Some(piece) = picker.choose(window, &mut self.rng) else {
                 return;
             };

@@ -196,6 +196,22 @@ fn stream_cursor_fetches_the_readers_next_pieces_in_order() {
 }
 
 #[test]
+fn an_origin_is_asked_out_of_turn_only_for_the_readers_next_piece() {
+    let mut t = torrent(50);
+    t.set_stream_cursor(Some(10));
+    let got: Vec<u32> = requests(&t.peer_connected(T0, id(1), Bitfield::full(50), true))
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
+    assert_eq!(got[0], 10, "the next piece first");
+    assert_ne!(
+        got[1..4],
+        [11, 12, 13],
+        "the rest is rarest first, not the window in order"
+    );
+}
+
+#[test]
 fn rejected_pieces_are_asked_elsewhere() {
     let mut t = no_endgame(1);
     let first = requests(&t.peer_connected(T0, id(1), Bitfield::full(1), false));
