@@ -524,7 +524,11 @@ impl Torrent {
                 false => self.config.stream_window,
             };
             let window = self.stream_cursor.map(|c| c..c.saturating_add(ahead));
-            let Some(piece) = picker.choose(window, &mut self.rng) else {
+            let horizon = match self.config.stream_horizon {
+                0 => None,
+                n => self.stream_cursor.map(|c| c..c.saturating_add(n)),
+            };
+            let Some(piece) = picker.choose(window, horizon, &mut self.rng) else {
                 return;
             };
             self.requested.add(piece);

@@ -212,6 +212,52 @@ fn an_origin_is_asked_out_of_turn_only_for_the_readers_next_piece() {
 }
 
 #[test]
+fn past_the_window_the_rarest_piece_near_the_reader_comes_first() {
+    let config = SchedulerConfig {
+        pipeline_limit: 12,
+        stream_window: 2,
+        stream_horizon: 8,
+        endgame_threshold: 0,
+        ..SchedulerConfig::default()
+    };
+    let mut t = Torrent::new(config.clone(), PIECE_LEN, Bitfield::new(50), rng());
+    t.set_stream_cursor(Some(10));
+    // Another agent holds 14 and 15 and is asked for them.
+    t.peer_connected(T0, id(2), bits(50, &[14, 15]), false);
+    let got: Vec<u32> = requests(&t.peer_connected(T0, id(1), Bitfield::full(50), false))
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
+    assert_eq!(got[..2], [10, 11], "the window in order");
+    let mut near = got[2..6].to_vec();
+    near.sort();
+    assert_eq!(near, [12, 13, 16, 17], "the rest of the horizon");
+    assert!(
+        got[6..].iter().all(|p| !(10..18).contains(p)),
+        "then beyond"
+    );
+
+    let mut off = Torrent::new(
+        SchedulerConfig {
+            stream_horizon: 0,
+            ..config
+        },
+        PIECE_LEN,
+        Bitfield::new(50),
+        rng(),
+    );
+    off.set_stream_cursor(Some(10));
+    let got: Vec<u32> = requests(&off.peer_connected(T0, id(1), Bitfield::full(50), false))
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
+    assert!(
+        got[2..].iter().any(|p| !(10..18).contains(p)),
+        "with no horizon, the rarest of the whole blob: {got:?}"
+    );
+}
+
+#[test]
 fn rejected_pieces_are_asked_elsewhere() {
     let mut t = no_endgame(1);
     let first = requests(&t.peer_connected(T0, id(1), Bitfield::full(1), false));
