@@ -71,7 +71,7 @@ pub struct SchedulerConfig {
     /// downloads instead of all at once at the end. The default is half
     /// the blob or more with the default piece table (1,024 to 2,048
     /// pieces); in the 20-host lab it brought the last host from 0.73 to
-    /// 0.79 of line rate. Narrower horizons cost origin copies: every agent
+    /// 0.80 of line rate. Narrower horizons cost origin copies: every agent
     /// asks the origin for the same few pieces.
     pub stream_horizon: u32,
     /// Bytes one connection may have sent and not yet acknowledged (the
