@@ -754,3 +754,52 @@ async fn opening_a_file_as_root_names_the_path() {
     };
     assert!(err.to_string().contains("not-a-dir"), "{err}");
 }
+
+/// The whole-blob digest is taken over the verified prefix as pieces
+/// arrive; pieces in any order still add up, and pieces that each match a
+/// lying metainfo's hashes are still refused when their bytes do not add up
+/// to its digest, also when every piece came in order.
+#[tokio::test]
+async fn a_download_hashed_as_it_arrives_still_checks_its_digest() {
+    let dir = TempDir::new().unwrap();
+    let store = open(dir.path()).await;
+    let data = blob(61, 1000);
+    let meta = download(&store, &data, 64).await;
+    for i in (0..meta.piece_count()).rev().filter(|i| i % 3 != 0) {
+        store
+            .write_piece(meta.digest(), PieceIndex(i), piece(&meta, &data, i))
+            .await
+            .unwrap();
+    }
+    for i in (0..meta.piece_count()).filter(|i| i % 3 == 0) {
+        store
+            .write_piece(meta.digest(), PieceIndex(i), piece(&meta, &data, i))
+            .await
+            .unwrap();
+    }
+    store.commit_download(meta.digest()).await.unwrap();
+    assert_eq!(read_all(&store, meta.digest()).await, data);
+
+    let honest = blob(62, 1000);
+    let mut other = honest.clone();
+    other[999] ^= 0xff;
+    let other_meta = MetaInfo::of_bytes(&other, Algorithm::Sha256, &lengths(64));
+    let hashes = (0..other_meta.piece_count())
+        .map(|i| *other_meta.piece_hash(PieceIndex(i)).unwrap())
+        .collect();
+    let claimed = Digest::sha256_of(&honest);
+    let liar = MetaInfo::new(claimed, other.len() as u64, 64, hashes).unwrap();
+    store.start_download(&liar).await.unwrap();
+    for i in 0..liar.piece_count() {
+        store
+            .write_piece(&claimed, PieceIndex(i), piece(&liar, &other, i))
+            .await
+            .unwrap();
+    }
+    let err = store.commit_download(&claimed).await.unwrap_err();
+    let Error::DigestMismatch { expected, actual } = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!((expected, actual), (claimed, Digest::sha256_of(&other)));
+    assert!(is_not_found(&store.stat(&claimed).await.unwrap_err()));
+}

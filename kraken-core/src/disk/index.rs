@@ -17,7 +17,7 @@ use std::time::SystemTime;
 
 use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 
-use crate::{Bitfield, Digest, Error, MetaInfo, PieceIndex, Result, UploadId};
+use crate::{Algorithm, Bitfield, Digest, Error, Hasher, MetaInfo, PieceIndex, Result, UploadId};
 
 /// Shared access to a blob's directory: reading or writing pieces.
 pub(super) type ReadGate = OwnedRwLockReadGuard<()>;
@@ -70,7 +70,31 @@ pub(super) enum State {
 pub(super) struct DownloadFiles {
     pub(super) data: File,
     bits: Mutex<PersistedBits>,
+    prefix: Mutex<PrefixHash>,
 }
+
+/// The whole-blob digest of a download, taken over its contiguous prefix
+/// of verified pieces as that prefix grows, so that completing a download
+/// hashes only what the prefix had not reached. Pieces of a streaming swarm
+/// arrive roughly in order; without this, every host hashed its whole blob
+/// at the moment it completed, all of them at about the same time.
+struct PrefixHash {
+    hasher: Hasher,
+    /// The first piece the hasher has not taken.
+    next: u32,
+}
+
+impl std::fmt::Debug for PrefixHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrefixHash")
+            .field("next", &self.next)
+            .finish()
+    }
+}
+
+/// Bytes of prefix one piece write may hash before it returns; the rest
+/// waits for the next write or for the commit.
+const PREFIX_STEP: u64 = 32 << 20;
 
 #[derive(Debug)]
 struct PersistedBits {
@@ -127,14 +151,70 @@ impl Entry {
 }
 
 impl DownloadFiles {
-    pub(super) fn new(data: File, bits_file: File, bits: Bitfield) -> Self {
+    pub(super) fn new(data: File, bits_file: File, bits: Bitfield, algorithm: Algorithm) -> Self {
         DownloadFiles {
             data,
             bits: Mutex::new(PersistedBits {
                 file: bits_file,
                 bits,
             }),
+            prefix: Mutex::new(PrefixHash {
+                hasher: algorithm.hasher(),
+                next: 0,
+            }),
         }
+    }
+
+    /// Hashes the pieces present from the end of the hashed prefix on,
+    /// `written` (piece `i`'s bytes, just stored) taken from memory, until a
+    /// missing piece or [`PREFIX_STEP`] bytes. Does nothing while another
+    /// writer is at it; a later write or the commit picks up from there.
+    pub(super) fn advance_prefix(
+        &self,
+        meta: &MetaInfo,
+        i: PieceIndex,
+        written: &[u8],
+    ) -> io::Result<()> {
+        let Ok(mut prefix) = self.prefix.try_lock() else {
+            return Ok(());
+        };
+        let mut budget = PREFIX_STEP;
+        while budget > 0 && prefix.next < meta.piece_count() {
+            let piece = PieceIndex(prefix.next);
+            if !lock(&self.bits).bits.has(piece) {
+                break;
+            }
+            let Some(range) = meta.piece_range(piece) else {
+                break;
+            };
+            if piece == i {
+                prefix.hasher.update(written);
+            } else {
+                // On a failed read the prefix stays where it was.
+                let mut hasher = prefix.hasher.clone();
+                hash_range(&self.data, &mut hasher, range.clone())?;
+                prefix.hasher = hasher;
+            }
+            prefix.next += 1;
+            budget = budget.saturating_sub(range.end - range.start);
+        }
+        Ok(())
+    }
+
+    /// Finishes the whole-blob digest of a complete download: the hashed
+    /// prefix, then every byte after it. The prefix is left as it was, so
+    /// the check can run again.
+    pub(super) fn finish_digest(&self, meta: &MetaInfo) -> io::Result<Digest> {
+        let prefix = lock(&self.prefix);
+        let start = match prefix.next {
+            0 => 0,
+            n => meta
+                .piece_range(PieceIndex(n - 1))
+                .map_or(meta.length(), |r| r.end),
+        };
+        let mut hasher = prefix.hasher.clone();
+        hash_range(&self.data, &mut hasher, start..meta.length())?;
+        Ok(hasher.finish())
     }
 
     /// Records piece `i` as present in the bitfield file.
@@ -298,4 +378,22 @@ mod tests {
         assert_eq!((index.blobs.len(), index.used), (4, 16));
         assert_eq!(index.reserve(4, 16, &gates, None).unwrap().len(), 1);
     }
+}
+
+/// Feeds `range` of `file` to `hasher`, a megabyte at a time.
+pub(super) fn hash_range(
+    file: &File,
+    hasher: &mut Hasher,
+    range: std::ops::Range<u64>,
+) -> io::Result<()> {
+    const CHUNK: u64 = 1 << 20;
+    let mut buf = vec![0; CHUNK.min(range.end.saturating_sub(range.start)) as usize];
+    let mut offset = range.start;
+    while offset < range.end {
+        let n = buf.len().min((range.end - offset) as usize);
+        file.read_exact_at(&mut buf[..n], offset)?;
+        hasher.update(&buf[..n]);
+        offset += n as u64;
+    }
+    Ok(())
 }

@@ -20,16 +20,13 @@ use super::layout::{self, Area, BITFIELD, DATA, Layout, META, PINNED};
 use super::options::DiskStoreOptions;
 use super::reader::DiskReader;
 use crate::{
-    Algorithm, Bitfield, BlobStat, BlobState, Digest, Error, MetaInfo, PieceIndex, PieceLengths,
-    Result, UploadId,
+    Bitfield, BlobStat, BlobState, Digest, Error, MetaInfo, PieceIndex, PieceLengths, Result,
+    UploadId,
 };
 
 /// How stale the persisted last access may get before an access rewrites
 /// it; keeps reads from turning into a write each.
 const ACCESS_RESOLUTION: Duration = Duration::from_secs(300);
-
-/// Bytes hashed per read when verifying a download.
-const HASH_CHUNK: usize = 1 << 20;
 
 /// Everything the store's operations share.
 #[derive(Debug)]
@@ -363,7 +360,12 @@ impl Inner {
         layout::write_synced(&dir.join(BITFIELD), bits.as_bytes())?;
         let bits_file = layout::open_rw(&dir.join(BITFIELD))?;
         self.publish_blob(dir, Area::Download, meta.digest())?;
-        Ok(DownloadFiles::new(data, bits_file, bits))
+        Ok(DownloadFiles::new(
+            data,
+            bits_file,
+            bits,
+            meta.digest().algorithm(),
+        ))
     }
 
     pub(super) fn write_piece(&self, digest: &Digest, i: PieceIndex, data: &[u8]) -> Result<()> {
@@ -393,6 +395,7 @@ impl Inner {
         let offset = meta.piece_range(i).map_or(0, |r| r.start);
         files.data.write_all_at(data, offset)?;
         files.persist_bit(i)?;
+        files.advance_prefix(&meta, i, data)?;
         let mut index = self.index();
         if let Some(entry) = index.blobs.get_mut(digest) {
             if let State::Downloading { have, .. } = &mut entry.state {
@@ -457,7 +460,7 @@ impl Inner {
                 State::Downloading { files, .. } => (entry.meta.clone(), files.clone()),
             }
         };
-        let actual = hash_file(&files.data, digest.algorithm(), meta.length())?;
+        let actual = files.finish_digest(&meta)?;
         if actual != *digest {
             return Err(Error::DigestMismatch {
                 expected: *digest,
@@ -583,18 +586,4 @@ pub(super) fn stat_of(digest: &Digest, entry: &Entry) -> BlobStat {
         pinned: entry.pinned,
         last_access: entry.last_access,
     }
-}
-
-/// Hashes the first `length` bytes of `file` with positioned reads.
-fn hash_file(file: &File, algorithm: Algorithm, length: u64) -> io::Result<Digest> {
-    let mut hasher = algorithm.hasher();
-    let mut buf = vec![0; HASH_CHUNK.min(length as usize)];
-    let mut offset = 0;
-    while offset < length {
-        let n = buf.len().min((length - offset) as usize);
-        file.read_exact_at(&mut buf[..n], offset)?;
-        hasher.update(&buf[..n]);
-        offset += n as u64;
-    }
-    Ok(hasher.finish())
 }

@@ -187,7 +187,12 @@ fn load_download(digest: &Digest, dir: &Path) -> Option<Entry> {
     let bits_path = dir.join(BITFIELD);
     layout::write_synced(&bits_path, have.as_bytes()).ok()?;
     let bits_file = layout::open_rw(&bits_path).ok()?;
-    let files = Arc::new(DownloadFiles::new(data, bits_file, have.clone()));
+    let files = Arc::new(DownloadFiles::new(
+        data,
+        bits_file,
+        have.clone(),
+        digest.algorithm(),
+    ));
     let mut entry = Entry::new(Arc::new(meta), State::Downloading { have, files }, mtime);
     restore_common(&mut entry, dir, mtime);
     debug!(%digest, "recovered download");
