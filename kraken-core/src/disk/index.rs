@@ -330,6 +330,24 @@ impl Gates {
     }
 }
 
+/// Feeds `range` of `file` to `hasher`, a megabyte at a time.
+pub(super) fn hash_range(
+    file: &File,
+    hasher: &mut Hasher,
+    range: std::ops::Range<u64>,
+) -> io::Result<()> {
+    const CHUNK: u64 = 1 << 20;
+    let mut buf = vec![0; CHUNK.min(range.end.saturating_sub(range.start)) as usize];
+    let mut offset = range.start;
+    while offset < range.end {
+        let n = buf.len().min((range.end - offset) as usize);
+        file.read_exact_at(&mut buf[..n], offset)?;
+        hasher.update(&buf[..n]);
+        offset += n as u64;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,22 +396,4 @@ mod tests {
         assert_eq!((index.blobs.len(), index.used), (4, 16));
         assert_eq!(index.reserve(4, 16, &gates, None).unwrap().len(), 1);
     }
-}
-
-/// Feeds `range` of `file` to `hasher`, a megabyte at a time.
-pub(super) fn hash_range(
-    file: &File,
-    hasher: &mut Hasher,
-    range: std::ops::Range<u64>,
-) -> io::Result<()> {
-    const CHUNK: u64 = 1 << 20;
-    let mut buf = vec![0; CHUNK.min(range.end.saturating_sub(range.start)) as usize];
-    let mut offset = range.start;
-    while offset < range.end {
-        let n = buf.len().min((range.end - offset) as usize);
-        file.read_exact_at(&mut buf[..n], offset)?;
-        hasher.update(&buf[..n]);
-        offset += n as u64;
-    }
-    Ok(())
 }
