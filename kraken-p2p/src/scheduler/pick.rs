@@ -108,18 +108,11 @@ impl Picker<'_> {
     /// Iterates, in index order, over exactly the pieces [`Picker::wanted`]
     /// accepts.
     pub(super) fn candidates(&self) -> impl Iterator<Item = u32> + '_ {
-        self.candidates_in(0..u32::MAX)
-    }
-
-    /// [`Picker::candidates`] within `range`, visiting only its words.
-    fn candidates_in(&self, range: Range<u32>) -> impl Iterator<Item = u32> + '_ {
         let theirs = self.peer.bitfield.as_bytes();
         let ours = self.have.as_bytes();
         let asked = self.requested.any.as_bytes();
         let words = theirs.len().div_ceil(8);
-        let first = (range.start / 64) as usize;
-        let last = (range.end.div_ceil(64) as usize).min(words);
-        (first.min(last)..last)
+        (0..words)
             .flat_map(move |w| {
                 let mut open = word(theirs, w) & !word(ours, w);
                 if !self.endgame {
@@ -127,41 +120,28 @@ impl Picker<'_> {
                 }
                 Ones(open).map(move |bit| (w * 64) as u32 + bit)
             })
-            .filter(move |i| range.contains(i))
             .filter(|&i| self.wanted(i))
     }
 
     /// Picks the streaming reader's next wanted piece within `window`, or
-    /// else the rarest wanted piece within `horizon` (the pieces not far
-    /// ahead of the reader), or else the rarest wanted piece of all; ties
-    /// are broken at random.
+    /// else the rarest wanted piece, those within `horizon` (the pieces not
+    /// far ahead of the reader) before any other; ties are broken at random.
     pub(super) fn choose(
         &self,
         window: Option<Range<u32>>,
-        horizon: Option<Range<u32>>,
+        horizon: Option<&Range<u32>>,
         rng: &mut StdRng,
     ) -> Option<PieceIndex> {
         if let Some(i) = window.into_iter().flatten().find(|&i| self.wanted(i)) {
             return Some(PieceIndex(i));
         }
-        if let Some(horizon) = horizon
-            && let Some(piece) = self.rarest(self.candidates_in(horizon), rng)
-        {
-            return Some(piece);
-        }
-        self.rarest(self.candidates(), rng)
-    }
-
-    fn rarest(
-        &self,
-        candidates: impl Iterator<Item = u32>,
-        rng: &mut StdRng,
-    ) -> Option<PieceIndex> {
-        let mut best: Option<(u32, u32)> = None;
+        let beyond = |i: u32| horizon.is_some_and(|h| !h.contains(&i));
+        let mut best: Option<((bool, u32), u32)> = None;
         let mut ties = 0u32;
-        for i in candidates {
+        for i in self.candidates() {
             // In endgame, prefer pieces with the fewest requests out.
-            let key = self.availability.all[i as usize] + self.requested.count(i) * 1024;
+            let rarity = self.availability.all[i as usize] + self.requested.count(i) * 1024;
+            let key = (beyond(i), rarity);
             match best {
                 Some((k, _)) if key > k => {}
                 Some((k, _)) if key == k => {

@@ -503,10 +503,20 @@ impl Torrent {
         let Some(peer) = self.peers.get_mut(&id) else {
             return;
         };
-        let limit = match peer.origin {
-            true => self.config.origin_pipeline_limit,
-            false => self.config.pipeline_limit,
+        // From an origin only the reader's very next piece jumps the queue:
+        // every streaming agent of a swarm waits at about the same place,
+        // and a window of several pieces asked of the origin by all of them
+        // is the origin's upload spent on copies.
+        let (limit, ahead) = match peer.origin {
+            true => (
+                self.config.origin_pipeline_limit,
+                self.config.stream_window.min(1),
+            ),
+            false => (self.config.pipeline_limit, self.config.stream_window),
         };
+        let window = self.stream_cursor.map(|c| c..c.saturating_add(ahead));
+        // An empty horizon (0) puts every piece beyond it: rarest of all.
+        let horizon = (self.stream_cursor).map(|c| c..c.saturating_add(self.config.stream_horizon));
         while peer.inflight.len() < limit {
             let picker = Picker {
                 have: &self.have,
@@ -515,20 +525,7 @@ impl Torrent {
                 peer,
                 endgame,
             };
-            // From an origin only the reader's very next piece jumps the
-            // queue: every streaming agent of a swarm waits at about the
-            // same place, and a window of several pieces asked of the
-            // origin by all of them is the origin's upload spent on copies.
-            let ahead = match peer.origin {
-                true => self.config.stream_window.min(1),
-                false => self.config.stream_window,
-            };
-            let window = self.stream_cursor.map(|c| c..c.saturating_add(ahead));
-            let horizon = match self.config.stream_horizon {
-                0 => None,
-                n => self.stream_cursor.map(|c| c..c.saturating_add(n)),
-            };
-            let Some(piece) = picker.choose(window, horizon, &mut self.rng) else {
+            let Some(piece) = picker.choose(window.clone(), horizon.as_ref(), &mut self.rng) else {
                 return;
             };
             self.requested.add(piece);
