@@ -206,12 +206,9 @@ impl DownloadFiles {
     /// the check can run again.
     pub(super) fn finish_digest(&self, meta: &MetaInfo) -> io::Result<Digest> {
         let prefix = lock(&self.prefix);
-        let start = match prefix.next {
-            0 => 0,
-            n => meta
-                .piece_range(PieceIndex(n - 1))
-                .map_or(meta.length(), |r| r.end),
-        };
+        let start = meta
+            .piece_range(PieceIndex(prefix.next))
+            .map_or(meta.length(), |r| r.start);
         let mut hasher = prefix.hasher.clone();
         hash_range(&self.data, &mut hasher, start..meta.length())?;
         Ok(hasher.finish())
