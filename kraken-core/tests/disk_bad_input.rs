@@ -60,6 +60,21 @@ async fn download(store: &DiskStore, data: &[u8], piece_len: u64) -> MetaInfo {
     meta
 }
 
+/// Writes `pieces` of `data` into the download of `meta`, in that order.
+async fn write_pieces(
+    store: &DiskStore,
+    meta: &MetaInfo,
+    data: &[u8],
+    pieces: impl IntoIterator<Item = u32>,
+) {
+    for i in pieces {
+        store
+            .write_piece(meta.digest(), PieceIndex(i), piece(meta, data, i))
+            .await
+            .unwrap();
+    }
+}
+
 async fn read_all(store: &DiskStore, digest: &Digest) -> Vec<u8> {
     let reader = store.open(digest).await.unwrap();
     reader
@@ -688,12 +703,7 @@ async fn nothing_is_written_outside_the_root() {
     }
     let data = blob(100, 50);
     let meta = download(&store, &data, 16).await;
-    for i in 0..meta.piece_count() {
-        store
-            .write_piece(meta.digest(), PieceIndex(i), piece(&meta, &data, i))
-            .await
-            .unwrap();
-    }
+    write_pieces(&store, &meta, &data, 0..meta.piece_count()).await;
     store.commit_download(meta.digest()).await.unwrap();
     store.pin(meta.digest()).await.unwrap();
     let id = store.create_upload().await.unwrap();
@@ -765,18 +775,20 @@ async fn a_download_hashed_as_it_arrives_still_checks_its_digest() {
     let store = open(dir.path()).await;
     let data = blob(61, 1000);
     let meta = download(&store, &data, 64).await;
-    for i in (0..meta.piece_count()).rev().filter(|i| i % 3 != 0) {
-        store
-            .write_piece(meta.digest(), PieceIndex(i), piece(&meta, &data, i))
-            .await
-            .unwrap();
-    }
-    for i in (0..meta.piece_count()).filter(|i| i % 3 == 0) {
-        store
-            .write_piece(meta.digest(), PieceIndex(i), piece(&meta, &data, i))
-            .await
-            .unwrap();
-    }
+    write_pieces(
+        &store,
+        &meta,
+        &data,
+        (0..meta.piece_count()).rev().filter(|i| i % 3 != 0),
+    )
+    .await;
+    write_pieces(
+        &store,
+        &meta,
+        &data,
+        (0..meta.piece_count()).filter(|i| i % 3 == 0),
+    )
+    .await;
     store.commit_download(meta.digest()).await.unwrap();
     assert_eq!(read_all(&store, meta.digest()).await, data);
 
@@ -790,12 +802,7 @@ async fn a_download_hashed_as_it_arrives_still_checks_its_digest() {
     let claimed = Digest::sha256_of(&honest);
     let liar = MetaInfo::new(claimed, other.len() as u64, 64, hashes).unwrap();
     store.start_download(&liar).await.unwrap();
-    for i in 0..liar.piece_count() {
-        store
-            .write_piece(&claimed, PieceIndex(i), piece(&liar, &other, i))
-            .await
-            .unwrap();
-    }
+    write_pieces(&store, &liar, &other, 0..liar.piece_count()).await;
     let err = store.commit_download(&claimed).await.unwrap_err();
     let Error::DigestMismatch { expected, actual } = err else {
         panic!("{err:?}")
