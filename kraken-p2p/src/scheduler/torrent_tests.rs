@@ -54,6 +54,11 @@ fn requests(actions: &[Action]) -> Vec<(PeerId, u32)> {
         .collect()
 }
 
+/// The pieces of the requests among `actions`, whoever they went to.
+fn pieces(actions: &[Action]) -> Vec<u32> {
+    requests(actions).into_iter().map(|(_, p)| p).collect()
+}
+
 const T0: Duration = Duration::ZERO;
 
 #[test]
@@ -62,7 +67,7 @@ fn requests_the_rarest_pieces_first_up_to_the_pipeline() {
     assert!(requests(&t.peer_connected(T0, id(2), bits(6, &[0, 1, 2]), false)).len() == 3);
     // Pieces 3 and 4 are held by one peer each; 0..3 by two once id(3) joins.
     let actions = t.peer_connected(T0, id(3), bits(6, &[0, 1, 2, 3, 4]), false);
-    let got: Vec<u32> = requests(&actions).into_iter().map(|(_, p)| p).collect();
+    let got = pieces(&actions);
     assert_eq!(got.len(), 2, "only pieces nobody is fetching: {got:?}");
     assert!(got.iter().all(|p| [3, 4].contains(p)), "{got:?}");
 }
@@ -188,10 +193,7 @@ fn idle_connections_are_closed() {
 fn stream_cursor_fetches_the_readers_next_pieces_in_order() {
     let mut t = torrent(50);
     t.set_stream_cursor(Some(10));
-    let got: Vec<u32> = requests(&t.peer_connected(T0, id(1), Bitfield::full(50), false))
-        .into_iter()
-        .map(|(_, p)| p)
-        .collect();
+    let got = pieces(&t.peer_connected(T0, id(1), Bitfield::full(50), false));
     assert_eq!(got, [10, 11, 12]);
 }
 
@@ -199,10 +201,7 @@ fn stream_cursor_fetches_the_readers_next_pieces_in_order() {
 fn an_origin_is_asked_out_of_turn_only_for_the_readers_next_piece() {
     let mut t = torrent(50);
     t.set_stream_cursor(Some(10));
-    let got: Vec<u32> = requests(&t.peer_connected(T0, id(1), Bitfield::full(50), true))
-        .into_iter()
-        .map(|(_, p)| p)
-        .collect();
+    let got = pieces(&t.peer_connected(T0, id(1), Bitfield::full(50), true));
     assert_eq!(got[0], 10, "the next piece first");
     assert_ne!(
         got[1..4],
@@ -224,10 +223,7 @@ fn past_the_window_the_rarest_piece_near_the_reader_comes_first() {
     t.set_stream_cursor(Some(10));
     // Another agent holds 14 and 15 and is asked for them.
     t.peer_connected(T0, id(2), bits(50, &[14, 15]), false);
-    let got: Vec<u32> = requests(&t.peer_connected(T0, id(1), Bitfield::full(50), false))
-        .into_iter()
-        .map(|(_, p)| p)
-        .collect();
+    let got = pieces(&t.peer_connected(T0, id(1), Bitfield::full(50), false));
     assert_eq!(got[..2], [10, 11], "the window in order");
     let mut near = got[2..6].to_vec();
     near.sort();
@@ -247,10 +243,7 @@ fn past_the_window_the_rarest_piece_near_the_reader_comes_first() {
         rng(),
     );
     off.set_stream_cursor(Some(10));
-    let got: Vec<u32> = requests(&off.peer_connected(T0, id(1), Bitfield::full(50), false))
-        .into_iter()
-        .map(|(_, p)| p)
-        .collect();
+    let got = pieces(&off.peer_connected(T0, id(1), Bitfield::full(50), false));
     assert!(
         got[2..].iter().any(|p| !(10..18).contains(p)),
         "with no horizon, the rarest of the whole blob: {got:?}"
